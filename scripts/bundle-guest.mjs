@@ -8,7 +8,7 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'esm',
-  outfile: 'dist/guest/forkd-agent.mjs',
+  outfile: 'dist/src/guest/forkd-agent.mjs',
   banner: { js: '// forkd guest agent (bundled). Runs as root inside the microVM.' },
   logLevel: 'warning',
 });

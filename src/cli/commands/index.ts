@@ -2,5 +2,19 @@
 import type { Command } from '../command.js';
 import { doctorCommand } from './doctor.js';
 import { setupCommand } from './setup.js';
+import { imageCommand } from './image.js';
+import { snapshotCommand } from './snapshot.js';
+import { forkCommand } from './fork.js';
+import { imagesCommand, rmiCommand } from './images.js';
+import { quickstartCommand } from './quickstart.js';
 
-export const commands: Command[] = [setupCommand, doctorCommand];
+export const commands: Command[] = [
+  quickstartCommand,
+  setupCommand,
+  doctorCommand,
+  imageCommand,
+  snapshotCommand,
+  forkCommand,
+  imagesCommand,
+  rmiCommand,
+];

@@ -1,0 +1,33 @@
+// Small helpers for flag values: integers in a range, comma lists. Errors are usage errors.
+import { ForkdError } from '../lib/errors.js';
+
+export function intFlag(name: string, raw: string | undefined, def: number, range: { min: number; max: number }): number {
+  if (raw === undefined) return def;
+  if (!/^\d+$/.test(raw)) throw new ForkdError('invalid_argument', `--${name} must be a whole number, got ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if (n < range.min || n > range.max) throw new ForkdError('invalid_argument', `--${name} must be from ${range.min} to ${range.max}, got ${n}`);
+  return n;
+}
+
+export function listFlag(raw: string | string[] | undefined): string[] {
+  const values = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+  return values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
+}
+
+export function formatMs(ms: number | undefined): string {
+  if (ms === undefined) return '-';
+  return ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
+export function formatMiB(bytes: number | undefined): string {
+  if (bytes === undefined) return '-';
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+export function formatAge(from: Date, now = new Date()): string {
+  const s = Math.max(0, Math.round((now.getTime() - from.getTime()) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}

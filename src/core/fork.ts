@@ -1,0 +1,63 @@
+// Fork N children of a snapshot in parallel and report how it went: readiness timings
+// (first / last child ready, per-child p50 / p90), failures, and memory cost.
+import { performance } from 'node:perf_hooks';
+import { messageOf } from '../lib/errors.js';
+import type { CoreContext } from './context.js';
+import { restoreChild, type Sandbox } from './sandbox.js';
+import { loadSnapshot } from './snapshot-store.js';
+
+export const FORK_N_RANGE = { min: 1, max: 1000 } as const;
+
+export interface ForkResult {
+  children: Sandbox[];
+  failures: string[];
+  wallMs: number;
+  firstReadyMs: number | undefined;
+  lastReadyMs: number | undefined;
+  readyP50Ms: number | undefined;
+  readyP90Ms: number | undefined;
+}
+
+export async function forkChildren(
+  ctx: CoreContext,
+  opts: { tag: string; n: number; readyTimeoutMs?: number; onReady?: (child: Sandbox, done: number) => void },
+): Promise<ForkResult> {
+  const snap = await loadSnapshot(ctx, opts.tag);
+  const t0 = performance.now();
+  const readyAt: number[] = [];
+  let done = 0;
+  const settled = await Promise.allSettled(
+    Array.from({ length: opts.n }, async () => {
+      const child = await restoreChild(ctx, snap, opts.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: opts.readyTimeoutMs });
+      readyAt.push(performance.now() - t0);
+      opts.onReady?.(child, ++done);
+      return child;
+    }),
+  );
+  const wallMs = performance.now() - t0;
+  const children = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failures = settled.flatMap((s) => (s.status === 'rejected' ? [messageOf(s.reason)] : []));
+  const perChild = children.map((c) => c.timings.readyMs).sort((a, b) => a - b);
+  readyAt.sort((a, b) => a - b);
+  return {
+    children,
+    failures,
+    wallMs,
+    firstReadyMs: readyAt[0],
+    lastReadyMs: readyAt[readyAt.length - 1],
+    readyP50Ms: percentile(perChild, 0.5),
+    readyP90Ms: percentile(perChild, 0.9),
+  };
+}
+
+/** Nearest-rank percentile of a sorted array. */
+export function percentile(sorted: readonly number[], p: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));
+  return sorted[rank];
+}
+
+/** Dispose many sandboxes concurrently; never throws. */
+export async function disposeAll(children: readonly Sandbox[]): Promise<void> {
+  await Promise.allSettled(children.map((c) => c.dispose()));
+}

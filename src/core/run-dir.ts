@@ -1,0 +1,64 @@
+// Per-sandbox run dir: run/<id>/{qmp.sock, agent.sock, console.log, sandbox.json}. Mode 0700
+// and owned by the VM user, so QEMU can create its sockets there and nobody else (but root,
+// the daemon) can reach them.
+import { chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isSandboxId } from '../lib/ids.js';
+import type { UserInfo } from '../host/users.js';
+import { RUN_FILES, type DataPaths } from './paths.js';
+
+export interface RunRecord {
+  id: string;
+  snapshotTag: string | null;
+  role: 'parent' | 'child';
+  pid: number;
+  createdAt: string;
+}
+
+export async function createRunDir(paths: DataPaths, id: string, vmUser: UserInfo | undefined): Promise<string> {
+  await mkdir(paths.runRoot, { recursive: true, mode: 0o711 });
+  const dir = paths.runDir(id);
+  await mkdir(dir, { mode: 0o700 });
+  if (vmUser) await chown(dir, vmUser.uid, vmUser.gid);
+  return dir;
+}
+
+export async function writeRunRecord(dir: string, record: RunRecord): Promise<void> {
+  await writeFile(join(dir, RUN_FILES.record), `${JSON.stringify(record)}\n`, { mode: 0o600 });
+}
+
+export async function removeRunDir(paths: DataPaths, id: string): Promise<void> {
+  await rm(paths.runDir(id), { recursive: true, force: true });
+}
+
+/** Run records whose QEMU process is still alive (the process's cmdline names the run dir). */
+export async function liveRunRecords(paths: DataPaths): Promise<RunRecord[]> {
+  let names: string[];
+  try {
+    names = await readdir(paths.runRoot);
+  } catch {
+    return [];
+  }
+  const live: RunRecord[] = [];
+  for (const name of names) {
+    if (!isSandboxId(name)) continue;
+    const dir = paths.runDir(name);
+    try {
+      const record = JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as RunRecord;
+      if (await processUsesDir(record.pid, dir)) live.push(record);
+    } catch {
+      /* no record yet, or unreadable: not counted as live */
+    }
+  }
+  return live;
+}
+
+async function processUsesDir(pid: number, dir: string): Promise<boolean> {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes(dir);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,108 @@
+// snapshot.json: everything needed to restore a snapshot, and to refuse to restore it where
+// it cannot work (another QEMU, machine, accelerator or device layout).
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ForkdError, errnoOf } from '../lib/errors.js';
+import { sha256File } from '../lib/hash.js';
+import { isValidTag } from '../lib/tag.js';
+import type { DeviceLayout, Accel } from '../vmm/qemu-args.js';
+import type { FileDigest } from '../image/manifest.js';
+import { SNAPSHOT_FILES } from './paths.js';
+
+export const SNAPSHOT_FORMAT_VERSION = 1;
+
+export interface SnapshotMeta {
+  formatVersion: number;
+  tag: string;
+  createdAt: string;
+  forkdVersion: string;
+  qemuVersion: string;
+  accel: Accel;
+  layout: DeviceLayout;
+  kernelCmdline: string;
+  image: { name: string; id: string; hasPython: boolean; pythonPreload: string[] };
+  /** Digests of every file in the snapshot dir except snapshot.json. memory.bin: size only at fork time. */
+  files: Record<string, FileDigest>;
+  warmup: string[];
+  parentTag: string | null;
+  branchedFrom: string | null;
+}
+
+/** What this host would produce for the same snapshot; compared before a restore. */
+export interface HostProfile {
+  qemuVersion: string;
+  accel: Accel;
+}
+
+export async function readSnapshotMeta(dir: string, tag: string): Promise<SnapshotMeta> {
+  const path = join(dir, SNAPSHOT_FILES.meta);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') throw new ForkdError('not_found', `snapshot ${tag} not found (no ${path}); list snapshots with: forkd images`);
+    throw new ForkdError('corrupt_snapshot', `snapshot ${tag}: cannot read ${path}: ${String(err)}`, { cause: err });
+  }
+  let meta: unknown;
+  try {
+    meta = JSON.parse(text);
+  } catch {
+    throw new ForkdError('corrupt_snapshot', `snapshot ${tag}: ${path} is not valid JSON; delete it with: forkd rmi ${tag}`);
+  }
+  return validateMeta(meta, tag, path);
+}
+
+function validateMeta(meta: unknown, tag: string, path: string): SnapshotMeta {
+  const m = meta as Partial<SnapshotMeta> | null;
+  const bad = (what: string): ForkdError => new ForkdError('corrupt_snapshot', `snapshot ${tag}: ${path} ${what}; delete it with: forkd rmi ${tag}`);
+  if (typeof m !== 'object' || m === null) throw bad('is not an object');
+  if (m.formatVersion !== SNAPSHOT_FORMAT_VERSION) throw bad(`has format version ${String(m.formatVersion)}, expected ${SNAPSHOT_FORMAT_VERSION}`);
+  if (m.tag !== tag || !isValidTag(m.tag)) throw bad(`names tag ${JSON.stringify(m.tag)}`);
+  const l = m.layout;
+  if (!l || l.machine !== 'microvm' || !Number.isInteger(l.memMiB) || !Number.isInteger(l.vcpus) || typeof l.rootDisk !== 'boolean' || typeof l.mac !== 'string') {
+    throw bad('has no valid device layout');
+  }
+  if (m.accel !== 'kvm' && m.accel !== 'tcg') throw bad('has no valid accelerator');
+  if (typeof m.files !== 'object' || m.files === null || !m.files[SNAPSHOT_FILES.memory] || !m.files[SNAPSHOT_FILES.vmstate]) throw bad('lists no memory.bin or vmstate');
+  return m as SnapshotMeta;
+}
+
+/** Differences between where a snapshot was made and this host, as readable lines. */
+export function compatibilityProblems(meta: SnapshotMeta, host: HostProfile): string[] {
+  const problems: string[] = [];
+  if (meta.accel !== host.accel) problems.push(`accelerator: snapshot ${meta.accel}, this host ${host.accel}`);
+  if (meta.qemuVersion !== host.qemuVersion) problems.push(`QEMU version: snapshot ${meta.qemuVersion}, this host ${host.qemuVersion}`);
+  return problems;
+}
+
+export function assertCompatible(meta: SnapshotMeta, host: HostProfile): void {
+  const problems = compatibilityProblems(meta, host);
+  if (problems.length > 0) {
+    throw new ForkdError('incompatible_snapshot', `snapshot ${meta.tag} cannot be restored on this host: ${problems.join('; ')}. Re-create it here with: forkd snapshot --tag ${meta.tag}`);
+  }
+}
+
+/**
+ * Cheap integrity check before every fork: every file present with its recorded size, and
+ * the small vmstate with its recorded sha256. (A full memory.bin hash costs seconds; pack and
+ * unpack verify it.)
+ */
+export async function verifySnapshotFiles(dir: string, meta: SnapshotMeta): Promise<void> {
+  for (const [name, digest] of Object.entries(meta.files)) {
+    const path = join(dir, name);
+    let size: number;
+    try {
+      size = (await stat(path)).size;
+    } catch {
+      throw new ForkdError('corrupt_snapshot', `snapshot ${meta.tag}: ${name} is missing (${path}); re-create the snapshot or delete it with: forkd rmi ${meta.tag}`);
+    }
+    if (size !== digest.size) {
+      throw new ForkdError('corrupt_snapshot', `snapshot ${meta.tag}: ${name} is ${size} bytes, expected ${digest.size}; the snapshot is damaged: re-create it or delete it with: forkd rmi ${meta.tag}`);
+    }
+  }
+  const vmstate = meta.files[SNAPSHOT_FILES.vmstate]!;
+  const actual = await sha256File(join(dir, SNAPSHOT_FILES.vmstate));
+  if (actual !== vmstate.sha256) {
+    throw new ForkdError('corrupt_snapshot', `snapshot ${meta.tag}: vmstate sha256 ${actual.slice(0, 12)}... does not match the recorded ${vmstate.sha256.slice(0, 12)}...; the snapshot is damaged: re-create it or delete it with: forkd rmi ${meta.tag}`);
+  }
+}

@@ -1,0 +1,152 @@
+// A running QEMU microVM: its process, its QMP connection and the operations forkd needs
+// (boot, pause, resume, save device state, restore, kill). Paths and permissions are the
+// caller's (core) business; this module only drives QEMU.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ForkdError, errnoOf } from '../lib/errors.js';
+import { deadlineSignal, throwIfAborted } from '../lib/deadline.js';
+import type { Logger } from '../lib/log.js';
+import { silentLogger } from '../lib/log.js';
+import { qemuArgs, type QemuSpec } from './qemu-args.js';
+import { QemuProcess } from './qemu-process.js';
+import { QmpClient } from './qmp.js';
+
+export interface StartOptions {
+  spec: QemuSpec;
+  uid?: number;
+  gid?: number;
+  migrationFd?: number;
+  oomScoreAdj?: number;
+  wrapper?: string[];
+  logger?: Logger;
+  timeoutMs?: number;
+}
+
+export class Vm {
+  readonly process: QemuProcess;
+  readonly qmp: QmpClient;
+  readonly spec: QemuSpec;
+  #disposed = false;
+
+  private constructor(proc: QemuProcess, qmp: QmpClient, spec: QemuSpec) {
+    this.process = proc;
+    this.qmp = qmp;
+    this.spec = spec;
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  /** Start QEMU and connect QMP. With spec.incoming the guest waits for a migration stream. */
+  static async start(opts: StartOptions): Promise<Vm> {
+    const logger = opts.logger ?? silentLogger;
+    const proc = await QemuProcess.spawn({
+      binary: opts.spec.binary,
+      args: qemuArgs(opts.spec),
+      consoleLog: opts.spec.consoleLog,
+      logger,
+      ...(opts.uid !== undefined ? { uid: opts.uid } : {}),
+      ...(opts.gid !== undefined ? { gid: opts.gid } : {}),
+      ...(opts.migrationFd !== undefined ? { migrationFd: opts.migrationFd } : {}),
+      ...(opts.oomScoreAdj !== undefined ? { oomScoreAdj: opts.oomScoreAdj } : {}),
+      ...(opts.wrapper ? { wrapper: opts.wrapper } : {}),
+    });
+    try {
+      const qmp = await connectQmpWhenReady(proc, opts.spec.qmpSocket, opts.timeoutMs ?? 10_000);
+      return new Vm(proc, qmp, opts.spec);
+    } catch (err) {
+      await proc.stop(undefined, 500);
+      throw await withDiagnostics(proc, err, 'QEMU did not come up');
+    }
+  }
+
+  /** Restore device state from the migration fd 3 passed at start, then run the guest. */
+  async restoreFromFd3(timeoutMs = 20_000): Promise<void> {
+    const resumed = this.qmp.waitForEvent('RESUME', { timeoutMs });
+    resumed.catch(() => undefined);
+    try {
+      await this.qmp.execute('migrate-set-capabilities', {
+        capabilities: [{ capability: 'x-ignore-shared', state: true }],
+      });
+      await this.qmp.execute('migrate-incoming', { uri: 'fd:3' });
+      // QEMU autostarts the guest when the stream completes (we do not pass -S). An incoming
+      // failure makes QEMU 7.2 exit, so race the process exit too.
+      await Promise.race([
+        resumed,
+        this.process.waitExit().then((e) => {
+          throw new ForkdError('vmm_error', `QEMU exited during restore (code ${e.code}, signal ${e.signal})`);
+        }),
+      ]);
+    } catch (err) {
+      throw await withDiagnostics(this.process, err, 'restore failed');
+    }
+  }
+
+  async pause(): Promise<void> {
+    await this.qmp.execute('stop');
+  }
+
+  async resume(): Promise<void> {
+    await this.qmp.execute('cont');
+  }
+
+  /**
+   * Save device state only (RAM is the share=on file) to the migration fd 3 passed at start.
+   * The guest must be paused. Polls query-migrate: QEMU 7.2 has no better completion signal.
+   */
+  async saveDeviceStateToFd3(timeoutMs = 60_000): Promise<void> {
+    const signal = deadlineSignal(timeoutMs);
+    await this.qmp.execute('migrate-set-capabilities', {
+      capabilities: [{ capability: 'x-ignore-shared', state: true }],
+    });
+    await this.qmp.execute('migrate', { uri: 'fd:3' });
+    await this.waitMigrationDone(signal);
+  }
+
+  async waitMigrationDone(signal: AbortSignal): Promise<Record<string, unknown>> {
+    for (;;) {
+      throwIfAborted(signal, 'migration');
+      const info = await this.qmp.execute<Record<string, unknown>>('query-migrate');
+      const status = info.status;
+      if (status === 'completed') return info;
+      if (status === 'failed' || status === 'cancelled') {
+        const reason = typeof info['error-desc'] === 'string' ? info['error-desc'] : String(status);
+        throw new ForkdError('vmm_error', `migration ${String(status)}: ${reason}`);
+      }
+      await sleep(2);
+    }
+  }
+
+  /** Stop QEMU (QMP quit, then SIGTERM, then SIGKILL). Idempotent. */
+  async kill(graceMs = 2000): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    await this.process.stop(async () => {
+      if (!this.qmp.closed) await this.qmp.execute('quit', undefined, { timeoutMs: graceMs }).catch(() => undefined);
+    }, graceMs);
+    this.qmp.close();
+  }
+}
+
+async function connectQmpWhenReady(proc: QemuProcess, path: string, timeoutMs: number): Promise<QmpClient> {
+  const signal = deadlineSignal(timeoutMs);
+  for (;;) {
+    if (proc.exited) throw new ForkdError('vmm_error', `QEMU exited at start (code ${proc.exited.code})`);
+    try {
+      return await QmpClient.connect(path, { signal });
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause;
+      const code = errnoOf(cause);
+      if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw err;
+    }
+    throwIfAborted(signal, 'waiting for the QMP socket');
+    await sleep(3);
+  }
+}
+
+export async function withDiagnostics(proc: QemuProcess, err: unknown, what: string): Promise<ForkdError> {
+  const diag = await proc.diagnostics();
+  const base = err instanceof ForkdError ? err : new ForkdError('vmm_error', String(err), { cause: err });
+  const message = `${what}: ${base.message}${diag ? `\n${diag}` : ''}`;
+  return new ForkdError(base.code, message, { cause: err });
+}
