@@ -12,7 +12,7 @@ import { assertTag } from '../lib/tag.js';
 import { TeardownStack } from '../lib/teardown.js';
 import { FORKD_VERSION } from '../lib/version.js';
 import { AgentClient } from '../agent/client.js';
-import { imageDir, readImageManifest } from '../image/manifest.js';
+import { imageDir, readImageManifest, type ImageManifest } from '../image/manifest.js';
 import { GUEST_MAC } from '../image/guest-init.js';
 import { kernelCmdline, type DeviceLayout } from '../vmm/qemu-args.js';
 import { Vm } from '../vmm/vm.js';
@@ -67,48 +67,9 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
   await mkdir(staging, { mode: 0o755 });
   teardown.push('staging dir', () => rm(staging, { recursive: true, force: true }));
   try {
-    // Pin the image's files inside the snapshot (hard links: no copy on one filesystem).
-    const srcDir = imageDir(ctx.config.dataDir, image.name);
-    const imageFiles = [SNAPSHOT_FILES.kernel, SNAPSHOT_FILES.initrd, ...(image.rootDisk ? [SNAPSHOT_FILES.rootDisk] : [])];
-    for (const f of imageFiles) await linkOrCopy(join(srcDir, f), join(staging, f));
-
-    // Guest RAM file: sparse, written by the parent QEMU (as the VM user) through share=on.
-    const memPath = join(staging, SNAPSHOT_FILES.memory);
-    const mem = await open(memPath, 'w', 0o600);
-    await mem.truncate(opts.memMiB * 1024 * 1024);
-    await mem.close();
-    if (facts.vmUser) await chown(memPath, facts.vmUser.uid, facts.vmUser.gid);
+    const booted = await bootFromImage(ctx, { image, layout, kernelCmdline: cmdline, dir: staging, bootTimeoutMs: opts.bootTimeoutMs, teardown, withVmstateFd: true, onProgress: progress });
+    const { vm, agent, runId: id, imageFiles, memPath } = booted;
     const vmstatePath = join(staging, SNAPSHOT_FILES.vmstate);
-    const vmstateFd = openSync(vmstatePath, 'w', 0o644);
-
-    const id = newSandboxId();
-    const runDir = await createRunDir(ctx.paths, id, facts.vmUser);
-    teardown.push('run dir', () => removeRunDir(ctx.paths, id));
-    const spec = vmSpec({ facts, layout, kernelCmdline: cmdline, snapshotDir: staging, runDir, role: 'parent' });
-    progress(`booting parent (${image.name}, ${opts.memMiB} MiB, ${facts.accel.accel})`);
-    let vm: Vm;
-    try {
-      vm = await Vm.start({
-        spec,
-        migrationFd: vmstateFd,
-        oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
-        logger: ctx.logger,
-        ...(facts.vmUser ? { uid: facts.vmUser.uid, gid: facts.vmUser.gid } : {}),
-      });
-    } finally {
-      closeSync(vmstateFd);
-    }
-    teardown.push('parent qemu', () => vm.kill(500));
-    await writeRunRecord(runDir, { id, snapshotTag: null, role: 'parent', pid: vm.pid, createdAt: new Date().toISOString() });
-
-    let agent: AgentClient;
-    try {
-      agent = await AgentClient.connect(spec.agentSocket, { timeoutMs: opts.bootTimeoutMs, logger: ctx.logger });
-    } catch (err) {
-      const diag = await vm.process.diagnostics();
-      throw new ForkdError('boot_failed', `parent for ${tag} did not become ready within ${opts.bootTimeoutMs / 1000} s: ${messageOf(err)}${diag ? `\n${diag}` : ''}`, { cause: err });
-    }
-    teardown.push('agent', () => agent.close());
     progress('parent ready; running warm-up');
     for (const cmd of opts.warmup) {
       const result = await agent.exec({ shell: cmd, timeoutMs: opts.warmupTimeoutMs ?? 300_000 });
@@ -164,6 +125,78 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     await teardown.unwind();
     throw err;
   }
+}
+
+export interface BootedVm {
+  vm: Vm;
+  agent: AgentClient;
+  runId: string;
+  imageFiles: string[];
+  memPath: string;
+}
+
+/**
+ * Boot a fresh VM from an image with its RAM in `dir/memory.bin` (share=on) and wait for the
+ * agent: the shared first half of snapshot creation and of a cold boot (benchmarks). Every
+ * resource is pushed on `teardown`; the caller unwinds it on failure.
+ */
+export async function bootFromImage(
+  ctx: CoreContext,
+  opts: {
+    image: ImageManifest;
+    layout: DeviceLayout;
+    kernelCmdline: string;
+    dir: string;
+    bootTimeoutMs: number;
+    teardown: TeardownStack;
+    /** Open dir/vmstate as QEMU's fd 3 so the device state can be saved later. */
+    withVmstateFd: boolean;
+    onProgress?: (msg: string) => void;
+  },
+): Promise<BootedVm> {
+  const { facts } = ctx;
+  const { image, dir, teardown } = opts;
+  // Pin the image's files inside the dir (hard links: no copy on one filesystem).
+  const srcDir = imageDir(ctx.config.dataDir, image.name);
+  const imageFiles = [SNAPSHOT_FILES.kernel, SNAPSHOT_FILES.initrd, ...(image.rootDisk ? [SNAPSHOT_FILES.rootDisk] : [])];
+  for (const f of imageFiles) await linkOrCopy(join(srcDir, f), join(dir, f));
+
+  // Guest RAM file: sparse, written by the parent QEMU (as the VM user) through share=on.
+  const memPath = join(dir, SNAPSHOT_FILES.memory);
+  const mem = await open(memPath, 'w', 0o600);
+  await mem.truncate(opts.layout.memMiB * 1024 * 1024);
+  await mem.close();
+  if (facts.vmUser) await chown(memPath, facts.vmUser.uid, facts.vmUser.gid);
+  const vmstateFd = opts.withVmstateFd ? openSync(join(dir, SNAPSHOT_FILES.vmstate), 'w', 0o644) : undefined;
+
+  const runId = newSandboxId();
+  let vm: Vm;
+  try {
+    const runDir = await createRunDir(ctx.paths, runId, facts.vmUser);
+    teardown.push('run dir', () => removeRunDir(ctx.paths, runId));
+    const spec = vmSpec({ facts, layout: opts.layout, kernelCmdline: opts.kernelCmdline, snapshotDir: dir, runDir, role: 'parent' });
+    opts.onProgress?.(`booting ${image.name} (${opts.layout.memMiB} MiB, ${facts.accel.accel})`);
+    vm = await Vm.start({
+      spec,
+      oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
+      logger: ctx.logger,
+      ...(vmstateFd !== undefined ? { migrationFd: vmstateFd } : {}),
+      ...(facts.vmUser ? { uid: facts.vmUser.uid, gid: facts.vmUser.gid } : {}),
+    });
+  } finally {
+    if (vmstateFd !== undefined) closeSync(vmstateFd);
+  }
+  teardown.push('qemu', () => vm.kill(500));
+  await writeRunRecord(ctx.paths.runDir(runId), { id: runId, snapshotTag: null, role: 'parent', pid: vm.pid, createdAt: new Date().toISOString() });
+  let agent: AgentClient;
+  try {
+    agent = await AgentClient.connect(vm.spec.agentSocket, { timeoutMs: opts.bootTimeoutMs, logger: ctx.logger });
+  } catch (err) {
+    const diag = await vm.process.diagnostics();
+    throw new ForkdError('boot_failed', `${image.name} did not become ready within ${opts.bootTimeoutMs / 1000} s: ${messageOf(err)}${diag ? `\n${diag}` : ''}`, { cause: err });
+  }
+  teardown.push('agent', () => agent.close());
+  return { vm, agent, runId, imageFiles, memPath };
 }
 
 function checkRange(what: string, value: number, range: { min: number; max: number }): void {

@@ -1,0 +1,43 @@
+// `npm run bench`: runs the benchmarks side by side in one process and commits-ready results
+// to bench/results/<name>.json and .md, each stating the machine and the accelerator.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { createSnapshot } from '../src/core/snapshot-create.js';
+import { removeSnapshot } from '../src/core/snapshot-store.js';
+import { buildImage } from '../src/image/build.js';
+import { loadLocalConfig } from '../src/lib/config.js';
+import { createLogger } from '../src/lib/log.js';
+import { createCoreContext } from '../src/core/context.js';
+import { machineInfo, machineMarkdown } from './machine.js';
+import { forkBench, forkMarkdown } from './fork-bench.js';
+
+const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
+const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
+
+async function main(): Promise<void> {
+  const only = process.argv.slice(2);
+  const dataDir = process.env.FORKD_BENCH_DATA_DIR ?? process.env.FORKD_TEST_DATA_DIR ?? '/var/lib/forkd-test';
+  const core = await createCoreContext(loadLocalConfig({ dataDir }), createLogger({ level: 'error' }));
+  const machine = machineInfo(core);
+  await mkdir(RESULTS, { recursive: true });
+  await buildImage({ dataDir, name: 'default', packages: [], onProgress: log });
+
+  if (only.length === 0 || only.includes('fork')) {
+    const tag = `bench-fork-${Date.now().toString(36)}`;
+    log(`snapshot ${tag}`);
+    await createSnapshot(core, { tag, image: 'default', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 300_000 });
+    try {
+      const result = await forkBench(core, { tag, image: 'default', memMiB: 512, ns: [1, 10, 50], coldBoots: 3, log });
+      await writeFile(`${RESULTS}fork.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
+      await writeFile(
+        `${RESULTS}fork.md`,
+        `# Fork vs cold boot\n\n${machineMarkdown(machine)}\n- Image: default (busybox + Node ${process.version} + agent), 512 MiB guest RAM, 1 vCPU\n- "Answers" = the child's agent replied to \`identity\` (hostname, entropy, clock set): the readiness point.\n\n${forkMarkdown(result)}\n`,
+      );
+      log('wrote bench/results/fork.{json,md}');
+    } finally {
+      await removeSnapshot(core.paths, tag).catch(() => undefined);
+    }
+  }
+}
+
+await main();

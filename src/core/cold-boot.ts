@@ -1,0 +1,34 @@
+// A cold boot of an image until its agent answers, then teardown: the baseline that fork is
+// compared with in benchmarks ("fork vs cold boot of the same image, same run").
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { TeardownStack } from '../lib/teardown.js';
+import { readImageManifest } from '../image/manifest.js';
+import { GUEST_MAC } from '../image/guest-init.js';
+import { kernelCmdline } from '../vmm/qemu-args.js';
+import type { CoreContext } from './context.js';
+import { bootFromImage } from './snapshot-create.js';
+
+export async function coldBoot(ctx: CoreContext, opts: { image: string; memMiB: number; vcpus: number; bootTimeoutMs: number }): Promise<{ readyMs: number }> {
+  const image = await readImageManifest(ctx.config.dataDir, opts.image);
+  await mkdir(ctx.paths.snapshotsDir, { recursive: true });
+  const dir = await mkdtemp(join(ctx.paths.snapshotsDir, '.coldboot-'));
+  const teardown = new TeardownStack();
+  teardown.push('cold boot dir', () => rm(dir, { recursive: true, force: true }));
+  try {
+    const t0 = performance.now();
+    await bootFromImage(ctx, {
+      image,
+      layout: { machine: 'microvm', memMiB: opts.memMiB, vcpus: opts.vcpus, rootDisk: image.rootDisk, mac: GUEST_MAC },
+      kernelCmdline: kernelCmdline(ctx.facts.accel.accel),
+      dir,
+      bootTimeoutMs: opts.bootTimeoutMs,
+      teardown,
+      withVmstateFd: false,
+    });
+    return { readyMs: performance.now() - t0 };
+  } finally {
+    await teardown.unwind();
+  }
+}
