@@ -1,0 +1,251 @@
+// The host's client for one guest agent (one VM's virtio-serial socket). Every request has a
+// deadline (and takes an AbortSignal); the guest is untrusted, see connection.ts.
+//
+//   const agent = await AgentClient.connect(run/agent.sock, { timeoutMs: 30_000, logger });
+//   await agent.identity({ sandboxId, hostname });
+//   const { exitCode, stdout } = await agent.exec({ argv: ['ls', '/'] });
+//   agent.close();
+//
+// A restored child is a new QEMU process with a new socket: connect a new client to it.
+import { randomBytes } from 'node:crypto';
+import {
+  AGENT_PROTOCOL_VERSION,
+  DEFAULT_EVAL_TIMEOUT_MS,
+  DEFAULT_EXEC_TIMEOUT_MS,
+  DEFAULT_WAIT_TIMEOUT_MS,
+  MAX_EXEC_OUTPUT_BYTES,
+  MAX_EXEC_STDIN_BYTES,
+  MIN_IDENTITY_ENTROPY_BYTES,
+  type ExecDone,
+  type ResultOf,
+  type StreamKind,
+} from '../protocol/index.js';
+import { ForkdError } from '../lib/errors.js';
+import { silentLogger, type Logger } from '../lib/log.js';
+import { connectUnixSocket } from './connect.js';
+import { AgentConnection, type CallOptions } from './connection.js';
+import { protocolViolation } from './errors.js';
+import { AgentFiles, type RequestOptions } from './files.js';
+import { BoundedBuffer } from './output.js';
+
+export type { RequestOptions } from './files.js';
+
+export interface ConnectOptions {
+  signal?: AbortSignal;
+  /** Until the agent answered `hello` (covers a cold boot). Default 30 s. */
+  timeoutMs?: number;
+  logger?: Logger;
+  /** Deadline of requests that set none. Default 30 s. */
+  requestTimeoutMs?: number;
+  /** Bytes of results (exec output, file reads) this client may hold at once. Default 320 MiB. */
+  maxBufferedBytes?: number;
+}
+
+export interface ExecRequest {
+  argv?: string[];
+  /** Run through `/bin/sh -c`. */
+  shell?: string;
+  /** Added to the agent's environment. */
+  env?: Record<string, string>;
+  cwd?: string;
+  stdin?: Buffer | string;
+  /** Guest-side limit; the whole process group is SIGKILLed at it. Default 60 s. */
+  timeoutMs?: number;
+  background?: boolean;
+}
+
+export interface ExecOptions extends RequestOptions {
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+  /** Bytes collected per stream; more is streamed to the callbacks but flagged `truncated`. */
+  maxOutputBytes?: number;
+}
+
+export interface ExecResult {
+  exitCode: number | null;
+  signal: string | null;
+  stdout: Buffer;
+  stderr: Buffer;
+  truncated: boolean;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+export type EvalRequest = { code: string; language?: 'js' | 'python'; timeoutMs?: number };
+
+/** Beyond the guest's own limit: time for the kill, the drain and the reply to travel. */
+const GUEST_LIMIT_MARGIN_MS = 5000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+const DEFAULT_WARM_TIMEOUT_MS = 300_000;
+const DEFAULT_BUFFERED_BYTES = 320 * 1024 * 1024;
+
+export class AgentClient {
+  readonly files: AgentFiles;
+  /** Resolves when the connection is gone (closed by either side). */
+  readonly closed: Promise<void>;
+
+  private constructor(
+    private readonly conn: AgentConnection,
+    readonly socketPath: string,
+    readonly agentVersion: string,
+    private readonly requestTimeoutMs: number,
+  ) {
+    this.files = new AgentFiles(conn, requestTimeoutMs);
+    this.closed = conn.closed;
+  }
+
+  /**
+   * Connects (retrying while QEMU has not created or opened the socket), then sends `hello`
+   * and checks the protocol version. During a cold boot the guest opens its side late;
+   * hello just waits in QEMU's buffer until then.
+   */
+  static async connect(socketPath: string, opts: ConnectOptions = {}): Promise<AgentClient> {
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    const deadline = performance.now() + timeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
+    const log = (opts.logger ?? silentLogger).child({ component: 'agent', socket: socketPath });
+    const socket = await connectUnixSocket(socketPath, signal, timeoutMs);
+    const conn = new AgentConnection(socket, log, opts.maxBufferedBytes ?? DEFAULT_BUFFERED_BYTES);
+    try {
+      // Ends any partial line the guest still holds from a previous host (a snapshot's parent).
+      conn.writeRaw('\n');
+      const hello = await conn.call(
+        'hello',
+        {},
+        { timeoutMs: Math.max(1, Math.ceil(deadline - performance.now())), signal: opts.signal },
+      );
+      if (hello.protocolVersion !== AGENT_PROTOCOL_VERSION) {
+        throw new ForkdError(
+          'agent_error',
+          `agent at ${socketPath} speaks protocol ${hello.protocolVersion} (forkd ${hello.agentVersion}); this host speaks ${AGENT_PROTOCOL_VERSION}: rebuild the image`,
+        );
+      }
+      log.debug('agent connected', { agentVersion: hello.agentVersion });
+      return new AgentClient(conn, socketPath, hello.agentVersion, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.conn.isClosed;
+  }
+
+  hello(opts: RequestOptions = {}): Promise<ResultOf<'hello'>> {
+    return this.conn.call('hello', {}, this.options(opts));
+  }
+
+  ping(opts: RequestOptions = {}): Promise<ResultOf<'ping'>> {
+    return this.conn.call('ping', {}, this.options(opts));
+  }
+
+  /** Gives a restored child its own hostname, fresh entropy (host CSPRNG) and the host's clock. */
+  identity(req: { sandboxId: string; hostname: string }, opts: RequestOptions = {}): Promise<ResultOf<'identity'>> {
+    const entropy = randomBytes(MIN_IDENTITY_ENTROPY_BYTES).toString('base64');
+    return this.conn.call('identity', { ...req, entropy, wallClockMs: Date.now() }, this.options(opts));
+  }
+
+  exec(req: ExecRequest & { background: true }, opts?: RequestOptions): Promise<{ pid: number }>;
+  exec(req: ExecRequest & { background?: false }, opts?: ExecOptions): Promise<ExecResult>;
+  async exec(req: ExecRequest, opts: ExecOptions = {}): Promise<ExecResult | { pid: number }> {
+    const stdin = req.stdin === undefined ? undefined : Buffer.from(req.stdin);
+    if (stdin && stdin.length > MAX_EXEC_STDIN_BYTES) {
+      throw new ForkdError(
+        'invalid_argument',
+        `exec stdin is ${stdin.length} bytes, over ${MAX_EXEC_STDIN_BYTES}; write a file and redirect it instead`,
+      );
+    }
+    const guestTimeoutMs = req.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
+    const params = {
+      ...(req.argv ? { argv: req.argv } : {}),
+      ...(req.shell !== undefined ? { shell: req.shell } : {}),
+      ...(req.env ? { env: req.env } : {}),
+      ...(req.cwd ? { cwd: req.cwd } : {}),
+      ...(stdin ? { stdin: stdin.toString('base64') } : {}),
+      timeoutMs: guestTimeoutMs,
+      ...(req.background ? { background: true } : {}),
+    };
+    if (req.background) {
+      const result = await this.conn.call('exec', params, this.options(opts));
+      if (!('pid' in result)) throw protocolViolation('exec', 'background exec answered without a pid');
+      return result;
+    }
+    return this.collect(opts, guestTimeoutMs, async (call) => {
+      const result = await this.conn.call('exec', params, call);
+      if ('pid' in result) throw protocolViolation('exec', 'foreground exec answered with a pid');
+      return result;
+    });
+  }
+
+  /** Signals a background process's whole group (default SIGKILL). */
+  kill(req: { pid: number; signal?: string }, opts: RequestOptions = {}): Promise<ResultOf<'kill'>> {
+    return this.conn.call('kill', req, this.options(opts));
+  }
+
+  /** Waits for a background process; returns its exit and the output it buffered. */
+  wait(req: { pid: number; timeoutMs?: number }, opts: ExecOptions = {}): Promise<ExecResult> {
+    const guestTimeoutMs = req.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS;
+    return this.collect(opts, guestTimeoutMs, (call) =>
+      this.conn.call('wait', { pid: req.pid, timeoutMs: guestTimeoutMs }, call),
+    );
+  }
+
+  /** JS in the agent's persistent context, or Python in the warm worker (see src/guest/eval-js.ts). */
+  eval(req: EvalRequest, opts: RequestOptions = {}): Promise<ResultOf<'eval'>> {
+    const timeoutMs = req.timeoutMs ?? DEFAULT_EVAL_TIMEOUT_MS;
+    return this.conn.call(
+      'eval',
+      { code: req.code, ...(req.language ? { language: req.language } : {}), timeoutMs },
+      { timeoutMs: opts.timeoutMs ?? timeoutMs + GUEST_LIMIT_MARGIN_MS, signal: opts.signal },
+    );
+  }
+
+  /** Readies the JS context and, if asked, the Python worker with its imports (before a snapshot). */
+  warm(req: { pythonPreload?: string[] } = {}, opts: RequestOptions = {}): Promise<ResultOf<'warm'>> {
+    return this.conn.call('warm', req, { timeoutMs: opts.timeoutMs ?? DEFAULT_WARM_TIMEOUT_MS, signal: opts.signal });
+  }
+
+  /** Idempotent; fails every pending request with `agent_error`. */
+  close(): void {
+    this.conn.close();
+  }
+
+  private options(opts: RequestOptions): { timeoutMs: number; signal: AbortSignal | undefined } {
+    return { timeoutMs: opts.timeoutMs ?? this.requestTimeoutMs, signal: opts.signal };
+  }
+
+  /** Shared by exec and wait: bounded stdout/stderr collection plus the caller's callbacks. */
+  private async collect(
+    opts: ExecOptions,
+    guestTimeoutMs: number,
+    run: (call: CallOptions) => Promise<ExecDone>,
+  ): Promise<ExecResult> {
+    const max = opts.maxOutputBytes ?? MAX_EXEC_OUTPUT_BYTES;
+    const stdout = new BoundedBuffer(this.conn, max);
+    const stderr = new BoundedBuffer(this.conn, max);
+    const onStream = (kind: StreamKind, chunk: Buffer): void => {
+      if (kind === 'data') throw protocolViolation('exec', 'file data in command output');
+      (kind === 'stdout' ? stdout : stderr).push(chunk);
+      (kind === 'stdout' ? opts.onStdout : opts.onStderr)?.(chunk);
+    };
+    try {
+      const done = await run({
+        timeoutMs: opts.timeoutMs ?? guestTimeoutMs + GUEST_LIMIT_MARGIN_MS,
+        signal: opts.signal,
+        onStream,
+      });
+      const truncated = done.truncated || stdout.truncated || stderr.truncated;
+      return { ...done, truncated, stdout: stdout.take(), stderr: stderr.take() };
+    } finally {
+      stdout.release();
+      stderr.release();
+    }
+  }
+}
+
+/** Convenience: `AgentClient.connect`. */
+export function connectAgent(socketPath: string, opts?: ConnectOptions): Promise<AgentClient> {
+  return AgentClient.connect(socketPath, opts);
+}
