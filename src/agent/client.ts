@@ -49,7 +49,7 @@ export interface ExecRequest {
   env?: Record<string, string>;
   cwd?: string;
   stdin?: Buffer | string;
-  /** Guest-side limit; the whole process group is SIGKILLed at it. Default 60 s. */
+  /** Guest-side limit; the whole process group is SIGKILLed at it. Default 60 s (none for background). */
   timeoutMs?: number;
   background?: boolean;
 }
@@ -164,8 +164,10 @@ export class AgentClient {
       ...(req.env ? { env: req.env } : {}),
       ...(req.cwd ? { cwd: req.cwd } : {}),
       ...(stdin ? { stdin: stdin.toString('base64') } : {}),
-      timeoutMs: guestTimeoutMs,
-      ...(req.background ? { background: true } : {}),
+      // A background process runs until killed unless the caller set a limit.
+      ...(req.background
+        ? { background: true, ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}) }
+        : { timeoutMs: guestTimeoutMs }),
     };
     if (req.background) {
       const result = await this.conn.call('exec', params, this.options(opts));

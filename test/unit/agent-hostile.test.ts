@@ -321,3 +321,27 @@ void describe('hostile agent', () => {
     );
   });
 });
+
+void describe('client requests', () => {
+  void it('exec carries its timeout to the guest; a background exec runs unbounded unless asked', async () => {
+    const done = { exitCode: 0, signal: null, timedOut: false, truncated: false, durationMs: 1 };
+    const fake = await fakeGuest(
+      (req, socket) =>
+        void write(socket, `${JSON.stringify({ id: req.id, ok: true, result: req.background ? { pid: 7 } : done })}\n`),
+    );
+    const c = await AgentClient.connect(fake.socketPath);
+    await c.exec({ argv: ['x'] });
+    assert.deepEqual(await c.exec({ argv: ['y'], background: true }), { pid: 7 });
+    await c.exec({ argv: ['z'], background: true, timeoutMs: 5000 });
+    assert.deepEqual(
+      fake.seen.map((r) => [r.background ?? false, r.timeoutMs]),
+      [
+        [false, 60_000],
+        [true, undefined],
+        [true, 5000],
+      ],
+    );
+    c.close();
+    await fake.close();
+  });
+});
