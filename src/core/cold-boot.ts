@@ -25,7 +25,6 @@ export async function coldBoot(ctx: CoreContext, opts: { image: string; memMiB: 
       dir,
       bootTimeoutMs: opts.bootTimeoutMs,
       teardown,
-      withVmstateFd: false,
     });
     return { readyMs: performance.now() - t0 };
   } finally {

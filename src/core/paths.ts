@@ -43,4 +43,5 @@ export const RUN_FILES = {
   agent: 'agent.sock',
   console: 'console.log',
   record: 'sandbox.json',
+  migrate: 'migrate.sock',
 } as const;

@@ -2,7 +2,6 @@
 // the agent (real readiness, never a sleep), run warm-up commands, warm the Python worker,
 // pause, save device state, and publish the snapshot dir atomically (staging dir + rename).
 import { chmod, chown, link, copyFile, mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ForkdError, messageOf } from '../lib/errors.js';
@@ -18,7 +17,7 @@ import { kernelCmdline, type DeviceLayout } from '../vmm/qemu-args.js';
 import { Vm } from '../vmm/vm.js';
 import type { CoreContext } from './context.js';
 import { qemuVersionString } from './host-facts.js';
-import { SNAPSHOT_FILES } from './paths.js';
+import { RUN_FILES, SNAPSHOT_FILES } from './paths.js';
 import { createRunDir, removeRunDir, writeRunRecord } from './run-dir.js';
 import { SANDBOX_OOM_SCORE_ADJ } from './sandbox.js';
 import { SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
@@ -67,7 +66,7 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
   await mkdir(staging, { mode: 0o755 });
   teardown.push('staging dir', () => rm(staging, { recursive: true, force: true }));
   try {
-    const booted = await bootFromImage(ctx, { image, layout, kernelCmdline: cmdline, dir: staging, bootTimeoutMs: opts.bootTimeoutMs, teardown, withVmstateFd: true, onProgress: progress });
+    const booted = await bootFromImage(ctx, { image, layout, kernelCmdline: cmdline, dir: staging, bootTimeoutMs: opts.bootTimeoutMs, teardown, onProgress: progress });
     const { vm, agent, runId: id, imageFiles, memPath } = booted;
     const vmstatePath = join(staging, SNAPSHOT_FILES.vmstate);
     progress('parent ready; running warm-up');
@@ -85,7 +84,7 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
 
     progress('pausing and saving device state');
     await vm.pause();
-    await vm.saveDeviceStateToFd3();
+    await vm.saveDeviceState(vmstatePath, { socketPath: join(ctx.paths.runDir(id), RUN_FILES.migrate), ...(facts.vmUser ? { owner: facts.vmUser } : {}) });
     agent.close();
     await vm.kill(2000);
     await removeRunDir(ctx.paths, id);
@@ -149,8 +148,6 @@ export async function bootFromImage(
     dir: string;
     bootTimeoutMs: number;
     teardown: TeardownStack;
-    /** Open dir/vmstate as QEMU's fd 3 so the device state can be saved later. */
-    withVmstateFd: boolean;
     onProgress?: (msg: string) => void;
   },
 ): Promise<BootedVm> {
@@ -167,25 +164,18 @@ export async function bootFromImage(
   await mem.truncate(opts.layout.memMiB * 1024 * 1024);
   await mem.close();
   if (facts.vmUser) await chown(memPath, facts.vmUser.uid, facts.vmUser.gid);
-  const vmstateFd = opts.withVmstateFd ? openSync(join(dir, SNAPSHOT_FILES.vmstate), 'w', 0o644) : undefined;
 
   const runId = newSandboxId();
-  let vm: Vm;
-  try {
-    const runDir = await createRunDir(ctx.paths, runId, facts.vmUser);
-    teardown.push('run dir', () => removeRunDir(ctx.paths, runId));
-    const spec = vmSpec({ facts, layout: opts.layout, kernelCmdline: opts.kernelCmdline, snapshotDir: dir, runDir, role: 'parent' });
-    opts.onProgress?.(`booting ${image.name} (${opts.layout.memMiB} MiB, ${facts.accel.accel})`);
-    vm = await Vm.start({
-      spec,
-      oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
-      logger: ctx.logger,
-      ...(vmstateFd !== undefined ? { migrationFd: vmstateFd } : {}),
-      ...(facts.vmUser ? { uid: facts.vmUser.uid, gid: facts.vmUser.gid } : {}),
-    });
-  } finally {
-    if (vmstateFd !== undefined) closeSync(vmstateFd);
-  }
+  const runDir = await createRunDir(ctx.paths, runId, facts.vmUser);
+  teardown.push('run dir', () => removeRunDir(ctx.paths, runId));
+  const spec = vmSpec({ facts, layout: opts.layout, kernelCmdline: opts.kernelCmdline, snapshotDir: dir, runDir, role: 'parent' });
+  opts.onProgress?.(`booting ${image.name} (${opts.layout.memMiB} MiB, ${facts.accel.accel})`);
+  const vm = await Vm.start({
+    spec,
+    oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
+    logger: ctx.logger,
+    ...(facts.vmUser ? { uid: facts.vmUser.uid, gid: facts.vmUser.gid } : {}),
+  });
   teardown.push('qemu', () => vm.kill(500));
   await writeRunRecord(ctx.paths.runDir(runId), { id: runId, snapshotTag: null, role: 'parent', pid: vm.pid, createdAt: new Date().toISOString() });
   let agent: AgentClient;

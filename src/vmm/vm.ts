@@ -9,6 +9,7 @@ import { silentLogger } from '../lib/log.js';
 import { qemuArgs, type QemuSpec } from './qemu-args.js';
 import { QemuProcess } from './qemu-process.js';
 import { QmpClient } from './qmp.js';
+import { openMigrationSink } from './migration-sink.js';
 
 export interface StartOptions {
   spec: QemuSpec;
@@ -60,23 +61,34 @@ export class Vm {
     }
   }
 
-  /** Restore device state from the migration fd 3 passed at start, then run the guest. */
+  /**
+   * Restore device state from the migration fd 3 passed at start, then run the guest. The
+   * parent was paused when saved, so the restored VM stays paused until `cont`.
+   */
   async restoreFromFd3(timeoutMs = 20_000): Promise<void> {
-    const resumed = this.qmp.waitForEvent('RESUME', { timeoutMs });
-    resumed.catch(() => undefined);
+    const migrated = this.qmp.waitForEvent('MIGRATION', {
+      timeoutMs,
+      filter: (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+    });
+    migrated.catch(() => undefined);
     try {
+      // `events` makes QEMU report MIGRATION status changes, so no polling is needed.
       await this.qmp.execute('migrate-set-capabilities', {
-        capabilities: [{ capability: 'x-ignore-shared', state: true }],
+        capabilities: [
+          { capability: 'x-ignore-shared', state: true },
+          { capability: 'events', state: true },
+        ],
       });
       await this.qmp.execute('migrate-incoming', { uri: 'fd:3' });
-      // QEMU autostarts the guest when the stream completes (we do not pass -S). An incoming
-      // failure makes QEMU 7.2 exit, so race the process exit too.
-      await Promise.race([
-        resumed,
+      // An incoming failure can also make QEMU 7.2 exit, so race the process exit too.
+      const event = await Promise.race([
+        migrated,
         this.process.waitExit().then((e) => {
           throw new ForkdError('vmm_error', `QEMU exited during restore (code ${e.code}, signal ${e.signal})`);
         }),
       ]);
+      if (event.data?.status !== 'completed') throw new ForkdError('vmm_error', 'incoming migration failed');
+      await this.qmp.execute('cont');
     } catch (err) {
       throw await withDiagnostics(this.process, err, 'restore failed');
     }
@@ -91,16 +103,22 @@ export class Vm {
   }
 
   /**
-   * Save device state only (RAM is the share=on file) to the migration fd 3 passed at start.
-   * The guest must be paused. Polls query-migrate: QEMU 7.2 has no better completion signal.
+   * Save device state only (RAM is the share=on file) into `outPath`. The guest must be
+   * paused. QEMU connects to a socket in its run dir that forkd listens on.
    */
-  async saveDeviceStateToFd3(timeoutMs = 60_000): Promise<void> {
-    const signal = deadlineSignal(timeoutMs);
-    await this.qmp.execute('migrate-set-capabilities', {
-      capabilities: [{ capability: 'x-ignore-shared', state: true }],
-    });
-    await this.qmp.execute('migrate', { uri: 'fd:3' });
-    await this.waitMigrationDone(signal);
+  async saveDeviceState(outPath: string, opts: { socketPath: string; owner?: { uid: number; gid: number }; timeoutMs?: number }): Promise<number> {
+    const signal = deadlineSignal(opts.timeoutMs ?? 60_000);
+    const sink = await openMigrationSink({ socketPath: opts.socketPath, outPath, ...(opts.owner ? { owner: opts.owner } : {}) });
+    try {
+      await this.qmp.execute('migrate-set-capabilities', {
+        capabilities: [{ capability: 'x-ignore-shared', state: true }],
+      });
+      await this.qmp.execute('migrate', { uri: sink.uri });
+      await this.waitMigrationDone(signal);
+      return await sink.done;
+    } finally {
+      await sink.close();
+    }
   }
 
   async waitMigrationDone(signal: AbortSignal): Promise<Record<string, unknown>> {
