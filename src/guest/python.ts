@@ -39,10 +39,11 @@ export class PythonWorker {
   ) {}
 
   warm(modules: readonly string[]): Promise<{ version: string; modules: string[] }> {
-    for (const m of modules) this.preload.add(m);
     return this.serialized(async () => {
       const proc = await this.ensure();
-      const result = await this.call(proc, { op: 'import', modules: [...this.preload] }, 600_000);
+      const result = await this.call(proc, { op: 'import', modules }, 600_000);
+      // Remembered only once importable, so a typo does not break every later restart.
+      for (const m of modules) this.preload.add(m);
       return { version: String((result as { version?: unknown }).version), modules: [...this.preload] };
     });
   }

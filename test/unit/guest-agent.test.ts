@@ -219,6 +219,14 @@ void describe('eval (Python)', { skip: !hasPython() && 'python3 not installed' }
     assert.equal((await client.eval({ code: 'a', language: 'python' })).value, 5, 'state survived the interrupt');
     assert.equal((await client.eval({ code: 'exit(1)', language: 'python' })).error?.name, 'SystemExit');
     assert.equal((await client.eval({ code: 'a', language: 'python' })).value, 5);
+    await assert.rejects(client.warm({ pythonPreload: ['no_such_module_xyz'] }), (err) =>
+      isForkdError(err, 'not_found'),
+    );
+    assert.deepEqual(
+      (await client.warm({ pythonPreload: [] })).python?.modules,
+      ['math'],
+      'the bad module was not remembered',
+    );
   });
 
   void it(
