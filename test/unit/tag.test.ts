@@ -3,9 +3,8 @@ import assert from 'node:assert/strict';
 import { assertTag, isValidTag } from '../../src/lib/tag.js';
 import { ForkdError } from '../../src/lib/errors.js';
 import { DataPaths } from '../../src/core/paths.js';
+import { HOSTILE_TAGS } from '../helpers/corpus.js';
 
-/** The hostile corpus from the issue, shared with the CLI integration tests. */
-export const HOSTILE_TAGS = ['..', '../x', '/etc/passwd', 'a/b', '-rf', '', 'a'.repeat(65), 'a\0b', 'ехе', 'tаg', '.hidden', 'a b', 'a;rm', 'a\nb', '~root', 'x..y/..'];
 
 test('valid tags pass', () => {
   for (const t of ['a', 'A', '0', 'default', 'py-numpy_2', 'a'.repeat(64), '9lives']) assert.equal(isValidTag(t), true, t);
