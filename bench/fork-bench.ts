@@ -27,7 +27,10 @@ export interface ForkBenchResult {
 
 const MiB = 1024 * 1024;
 
-export async function forkBench(core: CoreContext, opts: { tag: string; image: string; memMiB: number; ns: number[]; coldBoots: number; log: (s: string) => void }): Promise<ForkBenchResult> {
+export async function forkBench(
+  core: CoreContext,
+  opts: { tag: string; image: string; memMiB: number; ns: number[]; coldBoots: number; log: (s: string) => void },
+): Promise<ForkBenchResult> {
   const coldBootMs: number[] = [];
   for (let i = 0; i < opts.coldBoots; i++) {
     const r = await coldBoot(core, { image: opts.image, memMiB: opts.memMiB, vcpus: 1, bootTimeoutMs: 300_000 });
@@ -40,7 +43,9 @@ export async function forkBench(core: CoreContext, opts: { tag: string; image: s
     try {
       // Idle a moment so PSS reflects settled children, not the restore burst.
       await sleep(1000);
-      const pss = (await Promise.all(res.children.map((c) => processPss(c.pid)))).filter((x): x is number => x !== undefined);
+      const pss = (await Promise.all(res.children.map((c) => processPss(c.pid)))).filter(
+        (x): x is number => x !== undefined,
+      );
       rows.push({
         n,
         ready: res.children.length,
@@ -52,7 +57,9 @@ export async function forkBench(core: CoreContext, opts: { tag: string; image: s
         pssPerChildMiB: pss.reduce((a, b) => a + b, 0) / Math.max(1, pss.length) / MiB,
         pssMaxMiB: Math.max(0, ...pss) / MiB,
       });
-      opts.log(`fork n=${n}: ${res.children.length} ready, wall ${Math.round(res.wallMs)} ms, failures ${res.failures.length}${res.failures[0] ? ` (${res.failures[0].slice(0, 200)})` : ''}`);
+      opts.log(
+        `fork n=${n}: ${res.children.length} ready, wall ${Math.round(res.wallMs)} ms, failures ${res.failures.length}${res.failures[0] ? ` (${res.failures[0].slice(0, 200)})` : ''}`,
+      );
     } finally {
       await disposeAll(res.children);
     }

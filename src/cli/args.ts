@@ -1,17 +1,27 @@
 // Small helpers for flag values: integers in a range, comma lists. Errors are usage errors.
 import { ForkdError } from '../lib/errors.js';
 
-export function intFlag(name: string, raw: string | undefined, def: number, range: { min: number; max: number }): number {
+export function intFlag(
+  name: string,
+  raw: string | undefined,
+  def: number,
+  range: { min: number; max: number },
+): number {
   if (raw === undefined) return def;
-  if (!/^\d+$/.test(raw)) throw new ForkdError('invalid_argument', `--${name} must be a whole number, got ${JSON.stringify(raw)}`);
+  if (!/^\d+$/.test(raw))
+    throw new ForkdError('invalid_argument', `--${name} must be a whole number, got ${JSON.stringify(raw)}`);
   const n = Number(raw);
-  if (n < range.min || n > range.max) throw new ForkdError('invalid_argument', `--${name} must be from ${range.min} to ${range.max}, got ${n}`);
+  if (n < range.min || n > range.max)
+    throw new ForkdError('invalid_argument', `--${name} must be from ${range.min} to ${range.max}, got ${n}`);
   return n;
 }
 
 export function listFlag(raw: string | string[] | undefined): string[] {
   const values = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
-  return values.flatMap((v) => v.split(',')).map((s) => s.trim()).filter(Boolean);
+  return values
+    .flatMap((v) => v.split(','))
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export function formatMs(ms: number | undefined): string {

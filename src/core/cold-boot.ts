@@ -10,7 +10,10 @@ import { kernelCmdline } from '../vmm/qemu-args.js';
 import type { CoreContext } from './context.js';
 import { bootFromImage } from './snapshot-create.js';
 
-export async function coldBoot(ctx: CoreContext, opts: { image: string; memMiB: number; vcpus: number; bootTimeoutMs: number }): Promise<{ readyMs: number }> {
+export async function coldBoot(
+  ctx: CoreContext,
+  opts: { image: string; memMiB: number; vcpus: number; bootTimeoutMs: number },
+): Promise<{ readyMs: number }> {
   const image = await readImageManifest(ctx.config.dataDir, opts.image);
   await mkdir(ctx.paths.snapshotsDir, { recursive: true });
   const dir = await mkdtemp(join(ctx.paths.snapshotsDir, '.coldboot-'));

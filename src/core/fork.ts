@@ -28,7 +28,11 @@ export async function forkChildren(
   let done = 0;
   const settled = await Promise.allSettled(
     Array.from({ length: opts.n }, async () => {
-      const child = await restoreChild(ctx, snap, opts.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: opts.readyTimeoutMs });
+      const child = await restoreChild(
+        ctx,
+        snap,
+        opts.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: opts.readyTimeoutMs },
+      );
       readyAt.push(performance.now() - t0);
       opts.onReady?.(child, ++done);
       return child;

@@ -71,7 +71,14 @@ export async function restoreChild(
   try {
     const runDir = await createRunDir(ctx.paths, id, ctx.facts.vmUser);
     teardown.push('run dir', () => removeRunDir(ctx.paths, id));
-    const spec = vmSpec({ facts: ctx.facts, layout: snap.meta.layout, kernelCmdline: snap.meta.kernelCmdline, snapshotDir: snap.dir, runDir, role: 'child' });
+    const spec = vmSpec({
+      facts: ctx.facts,
+      layout: snap.meta.layout,
+      kernelCmdline: snap.meta.kernelCmdline,
+      snapshotDir: snap.dir,
+      runDir,
+      role: 'child',
+    });
     // The device state reaches QEMU as fd 3: the VM user needs no access to vmstate at all.
     const vmstateFd = openSync(join(snap.dir, SNAPSHOT_FILES.vmstate), 'r');
     let vm: Vm;
@@ -87,7 +94,13 @@ export async function restoreChild(
       closeSync(vmstateFd);
     }
     teardown.push('qemu', () => vm.kill(500));
-    await writeRunRecord(runDir, { id, snapshotTag: snap.tag, role: 'child', pid: vm.pid, createdAt: new Date().toISOString() });
+    await writeRunRecord(runDir, {
+      id,
+      snapshotTag: snap.tag,
+      role: 'child',
+      pid: vm.pid,
+      createdAt: new Date().toISOString(),
+    });
     const tStarted = performance.now();
     // Connect to the agent port before the guest resumes, so the virtio-serial "host
     // connected" state the guest saved is already true when it wakes (no reconnect dance).
@@ -101,7 +114,10 @@ export async function restoreChild(
       agent = await agentPromise;
     } catch (err) {
       const diag = await vm.process.diagnostics();
-      throw new Error(`child ${id}: the agent did not answer after restore: ${messageOf(err)}${diag ? `\n${diag}` : ''}`, { cause: err });
+      throw new Error(
+        `child ${id}: the agent did not answer after restore: ${messageOf(err)}${diag ? `\n${diag}` : ''}`,
+        { cause: err },
+      );
     }
     teardown.push('agent', () => agent.close());
     // A child is ready only once it has its own identity: hostname, fresh entropy, clock.

@@ -49,15 +49,27 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
   const progress = opts.onProgress ?? (() => undefined);
   const finalDir = ctx.paths.snapshotDir(tag);
   if (await exists(finalDir)) {
-    throw new ForkdError('already_exists', `snapshot ${tag} already exists; pick another tag or remove it with: forkd rmi ${tag}`);
+    throw new ForkdError(
+      'already_exists',
+      `snapshot ${tag} already exists; pick another tag or remove it with: forkd rmi ${tag}`,
+    );
   }
   const image = await readImageManifest(ctx.config.dataDir, opts.image);
   const pythonPreload = opts.pythonPreload ?? image.pythonPreload;
   if (pythonPreload.length > 0 && !image.hasPython) {
-    throw new ForkdError('invalid_argument', `image ${image.name} has no python3, so it cannot pre-import ${pythonPreload.join(', ')}; build one with: forkd image build --packages python3-numpy`);
+    throw new ForkdError(
+      'invalid_argument',
+      `image ${image.name} has no python3, so it cannot pre-import ${pythonPreload.join(', ')}; build one with: forkd image build --packages python3-numpy`,
+    );
   }
   const { facts } = ctx;
-  const layout: DeviceLayout = { machine: 'microvm', memMiB: opts.memMiB, vcpus: opts.vcpus, rootDisk: image.rootDisk, mac: GUEST_MAC };
+  const layout: DeviceLayout = {
+    machine: 'microvm',
+    memMiB: opts.memMiB,
+    vcpus: opts.vcpus,
+    rootDisk: image.rootDisk,
+    mac: GUEST_MAC,
+  };
   const cmdline = kernelCmdline(facts.accel.accel);
 
   const teardown = new TeardownStack();
@@ -66,7 +78,15 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
   await mkdir(staging, { mode: 0o755 });
   teardown.push('staging dir', () => rm(staging, { recursive: true, force: true }));
   try {
-    const booted = await bootFromImage(ctx, { image, layout, kernelCmdline: cmdline, dir: staging, bootTimeoutMs: opts.bootTimeoutMs, teardown, onProgress: progress });
+    const booted = await bootFromImage(ctx, {
+      image,
+      layout,
+      kernelCmdline: cmdline,
+      dir: staging,
+      bootTimeoutMs: opts.bootTimeoutMs,
+      teardown,
+      onProgress: progress,
+    });
     const { vm, agent, runId: id, imageFiles, memPath } = booted;
     const vmstatePath = join(staging, SNAPSHOT_FILES.vmstate);
     progress('parent ready; running warm-up');
@@ -74,7 +94,10 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
       const result = await agent.exec({ shell: cmd, timeoutMs: opts.warmupTimeoutMs ?? 300_000 });
       if (result.exitCode !== 0) {
         const tail = Buffer.concat([result.stdout, result.stderr]).toString('utf8').slice(-2000);
-        throw new ForkdError('boot_failed', `warm-up command failed (exit ${String(result.exitCode)}${result.signal ? `, signal ${result.signal}` : ''}): ${cmd}\n${tail}`);
+        throw new ForkdError(
+          'boot_failed',
+          `warm-up command failed (exit ${String(result.exitCode)}${result.signal ? `, signal ${result.signal}` : ''}): ${cmd}\n${tail}`,
+        );
       }
     }
     if (pythonPreload.length > 0) {
@@ -84,7 +107,10 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
 
     progress('pausing and saving device state');
     await vm.pause();
-    await vm.saveDeviceState(vmstatePath, { socketPath: join(ctx.paths.runDir(id), RUN_FILES.migrate), ...(facts.vmUser ? { owner: facts.vmUser } : {}) });
+    await vm.saveDeviceState(vmstatePath, {
+      socketPath: join(ctx.paths.runDir(id), RUN_FILES.migrate),
+      ...(facts.vmUser ? { owner: facts.vmUser } : {}),
+    });
     agent.close();
     await vm.kill(2000);
     await removeRunDir(ctx.paths, id);
@@ -97,7 +123,8 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     await chown(memPath, 0, facts.vmUser?.gid ?? 0).catch(() => undefined);
     await chmod(memPath, facts.readonlyPrivateMem ? 0o640 : 0o660);
     const files: SnapshotMeta['files'] = {};
-    for (const f of [SNAPSHOT_FILES.memory, SNAPSHOT_FILES.vmstate, ...imageFiles]) files[f] = await digestFile(join(staging, f));
+    for (const f of [SNAPSHOT_FILES.memory, SNAPSHOT_FILES.vmstate, ...imageFiles])
+      files[f] = await digestFile(join(staging, f));
     const meta: SnapshotMeta = {
       formatVersion: SNAPSHOT_FORMAT_VERSION,
       tag,
@@ -115,7 +142,8 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     };
     await writeFile(join(staging, SNAPSHOT_FILES.meta), `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o644 });
     await fsyncFile(join(staging, SNAPSHOT_FILES.meta));
-    if (await exists(finalDir)) throw new ForkdError('already_exists', `snapshot ${tag} appeared while this one was being built`);
+    if (await exists(finalDir))
+      throw new ForkdError('already_exists', `snapshot ${tag} appeared while this one was being built`);
     await rename(staging, finalDir);
     teardown.release();
     progress(`snapshot ${tag} saved`);
@@ -155,7 +183,11 @@ export async function bootFromImage(
   const { image, dir, teardown } = opts;
   // Pin the image's files inside the dir (hard links: no copy on one filesystem).
   const srcDir = imageDir(ctx.config.dataDir, image.name);
-  const imageFiles = [SNAPSHOT_FILES.kernel, SNAPSHOT_FILES.initrd, ...(image.rootDisk ? [SNAPSHOT_FILES.rootDisk] : [])];
+  const imageFiles = [
+    SNAPSHOT_FILES.kernel,
+    SNAPSHOT_FILES.initrd,
+    ...(image.rootDisk ? [SNAPSHOT_FILES.rootDisk] : []),
+  ];
   for (const f of imageFiles) await linkOrCopy(join(srcDir, f), join(dir, f));
 
   // Guest RAM file: sparse, written by the parent QEMU (as the VM user) through share=on.
@@ -168,7 +200,14 @@ export async function bootFromImage(
   const runId = newSandboxId();
   const runDir = await createRunDir(ctx.paths, runId, facts.vmUser);
   teardown.push('run dir', () => removeRunDir(ctx.paths, runId));
-  const spec = vmSpec({ facts, layout: opts.layout, kernelCmdline: opts.kernelCmdline, snapshotDir: dir, runDir, role: 'parent' });
+  const spec = vmSpec({
+    facts,
+    layout: opts.layout,
+    kernelCmdline: opts.kernelCmdline,
+    snapshotDir: dir,
+    runDir,
+    role: 'parent',
+  });
   opts.onProgress?.(`booting ${image.name} (${opts.layout.memMiB} MiB, ${facts.accel.accel})`);
   const vm = await Vm.start({
     spec,
@@ -177,13 +216,23 @@ export async function bootFromImage(
     ...(facts.vmUser ? { uid: facts.vmUser.uid, gid: facts.vmUser.gid } : {}),
   });
   teardown.push('qemu', () => vm.kill(500));
-  await writeRunRecord(ctx.paths.runDir(runId), { id: runId, snapshotTag: null, role: 'parent', pid: vm.pid, createdAt: new Date().toISOString() });
+  await writeRunRecord(ctx.paths.runDir(runId), {
+    id: runId,
+    snapshotTag: null,
+    role: 'parent',
+    pid: vm.pid,
+    createdAt: new Date().toISOString(),
+  });
   let agent: AgentClient;
   try {
     agent = await AgentClient.connect(vm.spec.agentSocket, { timeoutMs: opts.bootTimeoutMs, logger: ctx.logger });
   } catch (err) {
     const diag = await vm.process.diagnostics();
-    throw new ForkdError('boot_failed', `${image.name} did not become ready within ${opts.bootTimeoutMs / 1000} s: ${messageOf(err)}${diag ? `\n${diag}` : ''}`, { cause: err });
+    throw new ForkdError(
+      'boot_failed',
+      `${image.name} did not become ready within ${opts.bootTimeoutMs / 1000} s: ${messageOf(err)}${diag ? `\n${diag}` : ''}`,
+      { cause: err },
+    );
   }
   teardown.push('agent', () => agent.close());
   return { vm, agent, runId, imageFiles, memPath };
@@ -191,7 +240,10 @@ export async function bootFromImage(
 
 function checkRange(what: string, value: number, range: { min: number; max: number }): void {
   if (!Number.isInteger(value) || value < range.min || value > range.max) {
-    throw new ForkdError('invalid_argument', `${what} must be an integer from ${range.min} to ${range.max}, got ${String(value)}`);
+    throw new ForkdError(
+      'invalid_argument',
+      `${what} must be an integer from ${range.min} to ${range.max}, got ${String(value)}`,
+    );
   }
 }
 

@@ -40,30 +40,49 @@ export async function readSnapshotMeta(dir: string, tag: string): Promise<Snapsh
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') throw new ForkdError('not_found', `snapshot ${tag} not found (no ${path}); list snapshots with: forkd images`);
+    if (errnoOf(err) === 'ENOENT')
+      throw new ForkdError('not_found', `snapshot ${tag} not found (no ${path}); list snapshots with: forkd images`);
     throw new ForkdError('corrupt_snapshot', `snapshot ${tag}: cannot read ${path}: ${String(err)}`, { cause: err });
   }
   let meta: unknown;
   try {
     meta = JSON.parse(text);
   } catch {
-    throw new ForkdError('corrupt_snapshot', `snapshot ${tag}: ${path} is not valid JSON; delete it with: forkd rmi ${tag}`);
+    throw new ForkdError(
+      'corrupt_snapshot',
+      `snapshot ${tag}: ${path} is not valid JSON; delete it with: forkd rmi ${tag}`,
+    );
   }
   return validateMeta(meta, tag, path);
 }
 
 function validateMeta(meta: unknown, tag: string, path: string): SnapshotMeta {
   const m = meta as Partial<SnapshotMeta> | null;
-  const bad = (what: string): ForkdError => new ForkdError('corrupt_snapshot', `snapshot ${tag}: ${path} ${what}; delete it with: forkd rmi ${tag}`);
+  const bad = (what: string): ForkdError =>
+    new ForkdError('corrupt_snapshot', `snapshot ${tag}: ${path} ${what}; delete it with: forkd rmi ${tag}`);
   if (typeof m !== 'object' || m === null) throw bad('is not an object');
-  if (m.formatVersion !== SNAPSHOT_FORMAT_VERSION) throw bad(`has format version ${String(m.formatVersion)}, expected ${SNAPSHOT_FORMAT_VERSION}`);
+  if (m.formatVersion !== SNAPSHOT_FORMAT_VERSION)
+    throw bad(`has format version ${String(m.formatVersion)}, expected ${SNAPSHOT_FORMAT_VERSION}`);
   if (m.tag !== tag || !isValidTag(m.tag)) throw bad(`names tag ${JSON.stringify(m.tag)}`);
   const l = m.layout;
-  if (!l || l.machine !== 'microvm' || !Number.isInteger(l.memMiB) || !Number.isInteger(l.vcpus) || typeof l.rootDisk !== 'boolean' || typeof l.mac !== 'string') {
+  if (
+    !l ||
+    l.machine !== 'microvm' ||
+    !Number.isInteger(l.memMiB) ||
+    !Number.isInteger(l.vcpus) ||
+    typeof l.rootDisk !== 'boolean' ||
+    typeof l.mac !== 'string'
+  ) {
     throw bad('has no valid device layout');
   }
   if (m.accel !== 'kvm' && m.accel !== 'tcg') throw bad('has no valid accelerator');
-  if (typeof m.files !== 'object' || m.files === null || !m.files[SNAPSHOT_FILES.memory] || !m.files[SNAPSHOT_FILES.vmstate]) throw bad('lists no memory.bin or vmstate');
+  if (
+    typeof m.files !== 'object' ||
+    m.files === null ||
+    !m.files[SNAPSHOT_FILES.memory] ||
+    !m.files[SNAPSHOT_FILES.vmstate]
+  )
+    throw bad('lists no memory.bin or vmstate');
   return m as SnapshotMeta;
 }
 
@@ -71,14 +90,18 @@ function validateMeta(meta: unknown, tag: string, path: string): SnapshotMeta {
 export function compatibilityProblems(meta: SnapshotMeta, host: HostProfile): string[] {
   const problems: string[] = [];
   if (meta.accel !== host.accel) problems.push(`accelerator: snapshot ${meta.accel}, this host ${host.accel}`);
-  if (meta.qemuVersion !== host.qemuVersion) problems.push(`QEMU version: snapshot ${meta.qemuVersion}, this host ${host.qemuVersion}`);
+  if (meta.qemuVersion !== host.qemuVersion)
+    problems.push(`QEMU version: snapshot ${meta.qemuVersion}, this host ${host.qemuVersion}`);
   return problems;
 }
 
 export function assertCompatible(meta: SnapshotMeta, host: HostProfile): void {
   const problems = compatibilityProblems(meta, host);
   if (problems.length > 0) {
-    throw new ForkdError('incompatible_snapshot', `snapshot ${meta.tag} cannot be restored on this host: ${problems.join('; ')}. Re-create it here with: forkd snapshot --tag ${meta.tag}`);
+    throw new ForkdError(
+      'incompatible_snapshot',
+      `snapshot ${meta.tag} cannot be restored on this host: ${problems.join('; ')}. Re-create it here with: forkd snapshot --tag ${meta.tag}`,
+    );
   }
 }
 
@@ -94,15 +117,24 @@ export async function verifySnapshotFiles(dir: string, meta: SnapshotMeta): Prom
     try {
       size = (await stat(path)).size;
     } catch {
-      throw new ForkdError('corrupt_snapshot', `snapshot ${meta.tag}: ${name} is missing (${path}); re-create the snapshot or delete it with: forkd rmi ${meta.tag}`);
+      throw new ForkdError(
+        'corrupt_snapshot',
+        `snapshot ${meta.tag}: ${name} is missing (${path}); re-create the snapshot or delete it with: forkd rmi ${meta.tag}`,
+      );
     }
     if (size !== digest.size) {
-      throw new ForkdError('corrupt_snapshot', `snapshot ${meta.tag}: ${name} is ${size} bytes, expected ${digest.size}; the snapshot is damaged: re-create it or delete it with: forkd rmi ${meta.tag}`);
+      throw new ForkdError(
+        'corrupt_snapshot',
+        `snapshot ${meta.tag}: ${name} is ${size} bytes, expected ${digest.size}; the snapshot is damaged: re-create it or delete it with: forkd rmi ${meta.tag}`,
+      );
     }
   }
   const vmstate = meta.files[SNAPSHOT_FILES.vmstate]!;
   const actual = await sha256File(join(dir, SNAPSHOT_FILES.vmstate));
   if (actual !== vmstate.sha256) {
-    throw new ForkdError('corrupt_snapshot', `snapshot ${meta.tag}: vmstate sha256 ${actual.slice(0, 12)}... does not match the recorded ${vmstate.sha256.slice(0, 12)}...; the snapshot is damaged: re-create it or delete it with: forkd rmi ${meta.tag}`);
+    throw new ForkdError(
+      'corrupt_snapshot',
+      `snapshot ${meta.tag}: vmstate sha256 ${actual.slice(0, 12)}... does not match the recorded ${vmstate.sha256.slice(0, 12)}...; the snapshot is damaged: re-create it or delete it with: forkd rmi ${meta.tag}`,
+    );
   }
 }

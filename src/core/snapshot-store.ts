@@ -88,7 +88,10 @@ export async function removeSnapshot(paths: DataPaths, tag: string): Promise<voi
   }
   const users = (await liveRunRecords(paths)).filter((r) => r.snapshotTag === tag);
   if (users.length > 0) {
-    throw new ForkdError('conflict', `snapshot ${tag} is in use by ${users.length} running sandbox(es): ${users.map((u) => u.id).join(', ')}; stop them first`);
+    throw new ForkdError(
+      'conflict',
+      `snapshot ${tag} is in use by ${users.length} running sandbox(es): ${users.map((u) => u.id).join(', ')}; stop them first`,
+    );
   }
   const trash = join(paths.snapshotsDir, `.trash-${tag}-${randomBytes(4).toString('hex')}`);
   await rename(dir, trash);

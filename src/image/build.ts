@@ -8,7 +8,14 @@ import { digestFile, sha256File, sha256Of } from '../lib/hash.js';
 import { assertTag } from '../lib/tag.js';
 import { writeCpioGz, type CpioEntry } from './cpio.js';
 import { assertPackageNames, buildDebianTree, installGuestFiles, makeExt4 } from './debian-rootfs.js';
-import { agentBundlePath, busyboxApplets, forkdGuestFiles, HOST_BUSYBOX, nodeRuntimeFiles, type GuestFile } from './guest-files.js';
+import {
+  agentBundlePath,
+  busyboxApplets,
+  forkdGuestFiles,
+  HOST_BUSYBOX,
+  nodeRuntimeFiles,
+  type GuestFile,
+} from './guest-files.js';
 import { buildGuestHelper, guestHelperSource } from './guest-helper.js';
 import { BUSYBOX, INIT_STAGE1, INIT_STAGE2, INITTAB, AGENT_RUN } from './guest-init.js';
 import { ensureKernel, type KernelInfo } from './kernel.js';
@@ -40,7 +47,8 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
   assertPackageNames(packages);
   const pythonPreload = opts.pythonPreload ?? defaultPythonPreload(packages);
   for (const m of pythonPreload) {
-    if (!/^[A-Za-z_][A-Za-z0-9_.]{0,99}$/.test(m)) throw new ForkdError('invalid_argument', `invalid python module name ${JSON.stringify(m)}`);
+    if (!/^[A-Za-z_][A-Za-z0-9_.]{0,99}$/.test(m))
+      throw new ForkdError('invalid_argument', `invalid python module name ${JSON.stringify(m)}`);
   }
   const progress = opts.onProgress ?? (() => undefined);
   const kernel = await ensureKernel({ dataDir: opts.dataDir, onProgress: progress });
@@ -83,7 +91,8 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
     await linkOrCopy(kernel.vmlinuxPath, join(out, 'vmlinux'));
 
     const files: ImageManifest['files'] = {};
-    for (const f of ['vmlinux', 'initrd.img', ...(rootDisk ? ['rootfs.ext4'] : [])]) files[f] = await digestFile(join(out, f));
+    for (const f of ['vmlinux', 'initrd.img', ...(rootDisk ? ['rootfs.ext4'] : [])])
+      files[f] = await digestFile(join(out, f));
     const hasPython = rootDisk && packages.some((p) => p === 'python3' || p.startsWith('python3-'));
     const manifest: ImageManifest = {
       formatVersion: IMAGE_FORMAT_VERSION,
@@ -111,20 +120,49 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
   }
 }
 
-async function initramfsEntries(opts: { modules: { name: string; path: string }[]; guestFiles: GuestFile[]; rootDisk: boolean }): Promise<CpioEntry[]> {
-  const dirs = new Set<string>(['/bin', '/sbin', '/dev', '/proc', '/sys', '/tmp', '/run', '/root', '/etc', '/etc/forkd', '/lib', '/lib/modules', '/lib/modules/forkd', '/usr', '/usr/bin', '/usr/sbin', '/usr/lib', '/usr/lib/forkd']);
+async function initramfsEntries(opts: {
+  modules: { name: string; path: string }[];
+  guestFiles: GuestFile[];
+  rootDisk: boolean;
+}): Promise<CpioEntry[]> {
+  const dirs = new Set<string>([
+    '/bin',
+    '/sbin',
+    '/dev',
+    '/proc',
+    '/sys',
+    '/tmp',
+    '/run',
+    '/root',
+    '/etc',
+    '/etc/forkd',
+    '/lib',
+    '/lib/modules',
+    '/lib/modules/forkd',
+    '/usr',
+    '/usr/bin',
+    '/usr/sbin',
+    '/usr/lib',
+    '/usr/lib/forkd',
+  ]);
   for (const f of opts.guestFiles) {
     const parts = f.guestPath.split('/').slice(1, -1);
     for (let i = 1; i <= parts.length; i++) dirs.add(`/${parts.slice(0, i).join('/')}`);
   }
-  const entries: CpioEntry[] = [...dirs].sort().map((path) => ({ type: 'dir', path, mode: path === '/tmp' ? 0o1777 : 0o755 }));
+  const entries: CpioEntry[] = [...dirs]
+    .sort()
+    .map((path) => ({ type: 'dir', path, mode: path === '/tmp' ? 0o1777 : 0o755 }));
   entries.push({ type: 'chardev', path: '/dev/console', mode: 0o600, major: 5, minor: 1 });
   entries.push({ type: 'file', path: BUSYBOX, mode: 0o755, source: HOST_BUSYBOX });
   for (const applet of await busyboxApplets()) {
     if (applet !== 'busybox') entries.push({ type: 'symlink', path: `/bin/${applet}`, target: BUSYBOX });
   }
   entries.push({ type: 'file', path: '/init', mode: 0o755, source: Buffer.from(INIT_STAGE1) });
-  entries.push({ type: 'file', path: '/etc/forkd/modules.load', source: Buffer.from(opts.modules.map((m) => m.name).join('\n') + '\n') });
+  entries.push({
+    type: 'file',
+    path: '/etc/forkd/modules.load',
+    source: Buffer.from(opts.modules.map((m) => m.name).join('\n') + '\n'),
+  });
   for (const m of opts.modules) entries.push({ type: 'file', path: `/lib/modules/forkd/${m.name}.ko`, source: m.path });
   if (opts.rootDisk) entries.push({ type: 'file', path: '/etc/forkd/rootdisk', source: Buffer.from('/dev/vda\n') });
   for (const f of opts.guestFiles) {

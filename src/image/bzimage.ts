@@ -21,7 +21,10 @@ export function locatePayload(bz: Buffer): BzPayload {
   const length = bz.readUInt32LE(0x24c);
   const start = (setupSects + 1) * 512 + offset;
   if (start + length > bz.length || length === 0) {
-    throw new ForkdError('host_error', `bzImage payload out of range (start ${start}, length ${length}, file ${bz.length})`);
+    throw new ForkdError(
+      'host_error',
+      `bzImage payload out of range (start ${start}, length ${length}, file ${bz.length})`,
+    );
   }
   const data = bz.subarray(start, start + length);
   return { compression: detectCompression(data), data };
@@ -53,7 +56,9 @@ export async function extractVmlinux(bz: Buffer): Promise<Buffer> {
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', (e) => reject(new ForkdError('host_error', `cannot run ${cmd}: ${e.message} (install it: forkd setup)`)));
+    child.once('error', (e) =>
+      reject(new ForkdError('host_error', `cannot run ${cmd}: ${e.message} (install it: forkd setup)`)),
+    );
     child.once('close', (code) => {
       const buf = Buffer.concat(chunks);
       // lz4/gzip complain about trailing bytes after the stream; the ELF is complete anyway.

@@ -25,11 +25,33 @@ function pad4(n: number): Buffer {
   return Buffer.alloc((4 - (n % 4)) % 4);
 }
 
-export function cpioHeader(fields: { ino: number; mode: number; nlink: number; size: number; rdevMajor?: number; rdevMinor?: number; name: string }): Buffer {
+export function cpioHeader(fields: {
+  ino: number;
+  mode: number;
+  nlink: number;
+  size: number;
+  rdevMajor?: number;
+  rdevMinor?: number;
+  name: string;
+}): Buffer {
   const name = Buffer.from(`${fields.name}\0`, 'utf8');
   const header =
     '070701' +
-    [fields.ino, fields.mode, 0, 0, fields.nlink, 0, fields.size, 0, 0, fields.rdevMajor ?? 0, fields.rdevMinor ?? 0, name.length, 0]
+    [
+      fields.ino,
+      fields.mode,
+      0,
+      0,
+      fields.nlink,
+      0,
+      fields.size,
+      0,
+      0,
+      fields.rdevMajor ?? 0,
+      fields.rdevMinor ?? 0,
+      name.length,
+      0,
+    ]
       .map(hex8)
       .join('');
   const head = Buffer.concat([Buffer.from(header, 'ascii'), name]);
@@ -47,7 +69,15 @@ async function* entryChunks(entries: readonly CpioEntry[]): AsyncGenerator<Buffe
       yield cpioHeader({ ino: ino++, mode: S_IFLNK | 0o777, nlink: 1, size: target.length, name });
       yield Buffer.concat([target, pad4(target.length)]);
     } else if (e.type === 'chardev') {
-      yield cpioHeader({ ino: ino++, mode: S_IFCHR | (e.mode ?? 0o600), nlink: 1, size: 0, rdevMajor: e.major, rdevMinor: e.minor, name });
+      yield cpioHeader({
+        ino: ino++,
+        mode: S_IFCHR | (e.mode ?? 0o600),
+        nlink: 1,
+        size: 0,
+        rdevMajor: e.major,
+        rdevMinor: e.minor,
+        name,
+      });
     } else {
       const data = typeof e.source === 'string' ? await readFile(e.source) : e.source;
       yield cpioHeader({ ino: ino++, mode: S_IFREG | (e.mode ?? 0o644), nlink: 1, size: data.length, name });
@@ -60,5 +90,9 @@ async function* entryChunks(entries: readonly CpioEntry[]): AsyncGenerator<Buffe
 
 /** Write entries as a gzip-compressed newc archive. Parent dirs must be listed before children. */
 export async function writeCpioGz(entries: readonly CpioEntry[], outPath: string, level = 6): Promise<void> {
-  await pipeline(Readable.from(entryChunks(entries)), createGzip({ level }), createWriteStream(outPath, { mode: 0o644 }));
+  await pipeline(
+    Readable.from(entryChunks(entries)),
+    createGzip({ level }),
+    createWriteStream(outPath, { mode: 0o644 }),
+  );
 }

@@ -14,19 +14,30 @@ export const DEBIAN_SUITE = 'bookworm';
 export function assertPackageNames(packages: readonly string[]): void {
   for (const p of packages) {
     if (!DEBIAN_PACKAGE_PATTERN.test(p)) {
-      throw new ForkdError('invalid_argument', `invalid Debian package name ${JSON.stringify(p)}: use lowercase letters, digits, + - . (e.g. python3-numpy)`);
+      throw new ForkdError(
+        'invalid_argument',
+        `invalid Debian package name ${JSON.stringify(p)}: use lowercase letters, digits, + - . (e.g. python3-numpy)`,
+      );
     }
   }
 }
 
-export async function buildDebianTree(treeDir: string, packages: readonly string[], onProgress: (m: string) => void): Promise<void> {
+export async function buildDebianTree(
+  treeDir: string,
+  packages: readonly string[],
+  onProgress: (m: string) => void,
+): Promise<void> {
   assertPackageNames(packages);
   // libstdc++6 and libgcc-s1: the host's node needs them and the essential variant lacks them.
   const include = [...new Set([...packages, 'libstdc++6', 'libgcc-s1'])].sort();
   onProgress(`mmdebstrap ${DEBIAN_SUITE} with ${include.join(', ')}`);
-  await run('mmdebstrap', ['--variant=essential', '--mode=root', '--quiet', `--include=${include.join(',')}`, DEBIAN_SUITE, treeDir], {
-    timeoutMs: 1_200_000,
-  });
+  await run(
+    'mmdebstrap',
+    ['--variant=essential', '--mode=root', '--quiet', `--include=${include.join(',')}`, DEBIAN_SUITE, treeDir],
+    {
+      timeoutMs: 1_200_000,
+    },
+  );
   // Package caches are dead weight in a read-only root.
   for (const dir of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
     const path = join(treeDir, dir);
@@ -37,7 +48,11 @@ export async function buildDebianTree(treeDir: string, packages: readonly string
 }
 
 /** Copy guest files into the tree; libraries the tree already has are left alone. */
-export async function installGuestFiles(treeDir: string, files: readonly GuestFile[], opts: { keepExistingLibs: boolean }): Promise<void> {
+export async function installGuestFiles(
+  treeDir: string,
+  files: readonly GuestFile[],
+  opts: { keepExistingLibs: boolean },
+): Promise<void> {
   for (const f of files) {
     const dest = join(treeDir, f.guestPath);
     if (opts.keepExistingLibs && /\.so(\.|$)/.test(f.guestPath) && (await exists(dest))) continue;
@@ -53,7 +68,11 @@ export async function makeExt4(treeDir: string, outPath: string): Promise<void> 
   const bytes = Number(stdout.split(/\s/)[0]);
   if (!Number.isFinite(bytes)) throw new ForkdError('host_error', `cannot size ${treeDir}: du said ${stdout}`);
   const sizeMiB = Math.ceil((bytes * 1.25) / (1 << 20)) + 64;
-  await run('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', treeDir, '-L', 'forkdroot', '-E', 'root_owner=0:0', outPath, `${sizeMiB}M`], { timeoutMs: 600_000 });
+  await run(
+    'mke2fs',
+    ['-q', '-F', '-t', 'ext4', '-d', treeDir, '-L', 'forkdroot', '-E', 'root_owner=0:0', outPath, `${sizeMiB}M`],
+    { timeoutMs: 600_000 },
+  );
 }
 
 async function exists(path: string): Promise<boolean> {

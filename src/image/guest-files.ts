@@ -36,8 +36,12 @@ export function parseLdd(output: string): string[] {
 export async function nodeRuntimeFiles(nodePath = process.execPath): Promise<GuestFile[]> {
   const { stdout } = await run('ldd', [nodePath]);
   const libs = parseLdd(stdout);
-  if (libs.length === 0) throw new ForkdError('host_error', `ldd found no libraries for ${nodePath}; is it dynamically linked?`);
-  return [{ guestPath: '/usr/bin/node', mode: 0o755, source: nodePath }, ...libs.map((l) => ({ guestPath: l, mode: 0o755, source: l }))];
+  if (libs.length === 0)
+    throw new ForkdError('host_error', `ldd found no libraries for ${nodePath}; is it dynamically linked?`);
+  return [
+    { guestPath: '/usr/bin/node', mode: 0o755, source: nodePath },
+    ...libs.map((l) => ({ guestPath: l, mode: 0o755, source: l })),
+  ];
 }
 
 export async function forkdGuestFiles(opts: { guestctlPath: string }): Promise<GuestFile[]> {

@@ -40,7 +40,11 @@ export async function findKernel(dataDir: string): Promise<KernelInfo | undefine
     if (name.startsWith('.')) continue;
     try {
       const meta = JSON.parse(await readFile(join(kernelsDir(dataDir), name, 'kernel.json'), 'utf8')) as KernelInfo;
-      infos.push({ ...meta, vmlinuxPath: join(kernelsDir(dataDir), name, 'vmlinux'), modulesRoot: join(kernelsDir(dataDir), name, 'modules') });
+      infos.push({
+        ...meta,
+        vmlinuxPath: join(kernelsDir(dataDir), name, 'vmlinux'),
+        modulesRoot: join(kernelsDir(dataDir), name, 'modules'),
+      });
     } catch {
       /* incomplete or foreign entry: ignored */
     }
@@ -108,8 +112,14 @@ export async function ensureKernel(opts: {
 
 /** Compare Debian-ish versions numerically piece by piece (enough for kernel package versions). */
 export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[^0-9]+/).filter(Boolean).map(Number);
-  const pb = b.split(/[^0-9]+/).filter(Boolean).map(Number);
+  const pa = a
+    .split(/[^0-9]+/)
+    .filter(Boolean)
+    .map(Number);
+  const pb = b
+    .split(/[^0-9]+/)
+    .filter(Boolean)
+    .map(Number);
   for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
     const d = (pa[i] ?? 0) - (pb[i] ?? 0);
     if (d !== 0) return d;

@@ -41,12 +41,18 @@ export async function readImageManifest(dataDir: string, name: string): Promise<
   try {
     const parsed = JSON.parse(await readFile(path, 'utf8')) as ImageManifest;
     if (parsed.formatVersion !== IMAGE_FORMAT_VERSION || parsed.name !== name) {
-      throw new ForkdError('corrupt_snapshot', `image ${name}: ${path} has an unexpected format; rebuild it with: forkd image build --name ${name}`);
+      throw new ForkdError(
+        'corrupt_snapshot',
+        `image ${name}: ${path} has an unexpected format; rebuild it with: forkd image build --name ${name}`,
+      );
     }
     return parsed;
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') {
-      throw new ForkdError('not_found', `image ${name} not found (no ${path}); build it with: forkd image build --name ${name}`);
+      throw new ForkdError(
+        'not_found',
+        `image ${name} not found (no ${path}); build it with: forkd image build --name ${name}`,
+      );
     }
     if (err instanceof ForkdError) throw err;
     throw new ForkdError('corrupt_snapshot', `image ${name}: cannot read ${path}: ${String(err)}`, { cause: err });

@@ -34,7 +34,8 @@ export function loadOrder(wanted: readonly string[], depsOf: (name: string) => r
   const visit = (name: string, chain: string[]): void => {
     const s = state.get(name);
     if (s === 'done') return;
-    if (s === 'visiting') throw new ForkdError('host_error', `module dependency cycle: ${[...chain, name].join(' -> ')}`);
+    if (s === 'visiting')
+      throw new ForkdError('host_error', `module dependency cycle: ${[...chain, name].join(' -> ')}`);
     state.set(name, 'visiting');
     for (const dep of depsOf(name)) visit(normalizeModuleName(dep), [...chain, name]);
     state.set(name, 'done');
@@ -45,10 +46,15 @@ export function loadOrder(wanted: readonly string[], depsOf: (name: string) => r
 }
 
 /** Resolve GUEST_MODULES in a kernel's module tree: [{name, path}] in load order. */
-export async function resolveGuestModules(modulesRoot: string, wanted = GUEST_MODULES): Promise<{ name: string; path: string }[]> {
+export async function resolveGuestModules(
+  modulesRoot: string,
+  wanted = GUEST_MODULES,
+): Promise<{ name: string; path: string }[]> {
   const index = await indexModules(modulesRoot);
   const deps = new Map<string, string[]>();
-  for (const name of wanted) if (!index.has(normalizeModuleName(name))) throw new ForkdError('host_error', `kernel module ${name} not found under ${modulesRoot}`);
+  for (const name of wanted)
+    if (!index.has(normalizeModuleName(name)))
+      throw new ForkdError('host_error', `kernel module ${name} not found under ${modulesRoot}`);
   const depsOf = (name: string): string[] => deps.get(name) ?? [];
   // Fill `deps` breadth-first with modinfo before computing the order.
   const queue = wanted.map(normalizeModuleName);
@@ -56,9 +62,15 @@ export async function resolveGuestModules(modulesRoot: string, wanted = GUEST_MO
     const name = queue.shift()!;
     if (deps.has(name)) continue;
     const path = index.get(name);
-    if (!path) throw new ForkdError('host_error', `kernel module ${name} (a dependency) not found under ${modulesRoot}`);
+    if (!path)
+      throw new ForkdError('host_error', `kernel module ${name} (a dependency) not found under ${modulesRoot}`);
     const out = (await run('modinfo', ['-F', 'depends', path])).stdout.trim();
-    const list = out ? out.split(',').map((d) => normalizeModuleName(d.trim())).filter(Boolean) : [];
+    const list = out
+      ? out
+          .split(',')
+          .map((d) => normalizeModuleName(d.trim()))
+          .filter(Boolean)
+      : [];
     deps.set(name, list);
     queue.push(...list);
   }

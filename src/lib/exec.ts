@@ -27,7 +27,13 @@ export function run(
       (err, stdout, stderr) => {
         if (err) {
           const tail = (stderr || stdout || '').trim().split('\n').slice(-10).join('\n');
-          reject(new ForkdError('host_error', `${cmd} ${args.join(' ')} failed: ${err.message.split('\n')[0]}${tail ? `\n${tail}` : ''}`, { cause: err }));
+          reject(
+            new ForkdError(
+              'host_error',
+              `${cmd} ${args.join(' ')} failed: ${err.message.split('\n')[0]}${tail ? `\n${tail}` : ''}`,
+              { cause: err },
+            ),
+          );
           return;
         }
         resolve({ stdout, stderr });

@@ -13,9 +13,13 @@ export function isValidTag(value: unknown): value is string {
 /** Throws `invalid_tag` naming what was wrong; returns the tag unchanged when it is valid. */
 export function assertTag(value: unknown, what = 'tag'): string {
   if (isValidTag(value)) return value;
-  throw new ForkdError('invalid_tag', `invalid ${what} ${describe(value)}: ${why(value)}; use 1-64 characters from A-Z a-z 0-9 _ -, starting with a letter or digit`, {
-    details: { what },
-  });
+  throw new ForkdError(
+    'invalid_tag',
+    `invalid ${what} ${describe(value)}: ${why(value)}; use 1-64 characters from A-Z a-z 0-9 _ -, starting with a letter or digit`,
+    {
+      details: { what },
+    },
+  );
 }
 
 function describe(value: unknown): string {

@@ -15,7 +15,11 @@ export interface MigrationSink {
   close(): Promise<void>;
 }
 
-export async function openMigrationSink(opts: { socketPath: string; outPath: string; owner?: { uid: number; gid: number } }): Promise<MigrationSink> {
+export async function openMigrationSink(opts: {
+  socketPath: string;
+  outPath: string;
+  owner?: { uid: number; gid: number };
+}): Promise<MigrationSink> {
   await rm(opts.socketPath, { force: true });
   let server: Server | undefined;
   let accepted: Socket | undefined;
@@ -30,10 +34,17 @@ export async function openMigrationSink(opts: { socketPath: string; outPath: str
       const out = createWriteStream(opts.outPath, { mode: 0o644 });
       pipeline(socket, out).then(
         () => resolve(out.bytesWritten),
-        (err: unknown) => reject(new ForkdError('vmm_error', `writing the migration stream to ${opts.outPath} failed: ${String(err)}`, { cause: err })),
+        (err: unknown) =>
+          reject(
+            new ForkdError('vmm_error', `writing the migration stream to ${opts.outPath} failed: ${String(err)}`, {
+              cause: err,
+            }),
+          ),
       );
     });
-    server.once('error', (err) => reject(new ForkdError('vmm_error', `migration socket ${opts.socketPath}: ${err.message}`, { cause: err })));
+    server.once('error', (err) =>
+      reject(new ForkdError('vmm_error', `migration socket ${opts.socketPath}: ${err.message}`, { cause: err })),
+    );
   });
   done.catch(() => undefined);
   await new Promise<void>((resolve, reject) => {

@@ -138,5 +138,6 @@ function netdevArg(net: NetBackend): string {
  * tags and ids under the data dir, so a comma or newline means something upstream is wrong.
  */
 function assertSafeArgValue(value: string, what: string): void {
-  if (/[,\n\0]/.test(value)) throw new Error(`qemuArgs: ${what} contains a comma, newline or NUL: ${JSON.stringify(value)}`);
+  if (/[,\n\0]/.test(value))
+    throw new Error(`qemuArgs: ${what} contains a comma, newline or NUL: ${JSON.stringify(value)}`);
 }

@@ -28,7 +28,6 @@ export interface SpawnQemuOptions {
 
 export class QemuProcess {
   readonly pid: number;
-  readonly #child: ChildProcess;
   readonly #consoleLog: string;
   readonly #logger: Logger;
   #stderrTail = '';
@@ -38,7 +37,6 @@ export class QemuProcess {
   private constructor(child: ChildProcess, consoleLog: string, logger: Logger) {
     if (child.pid === undefined) throw new ForkdError('vmm_error', 'QEMU did not start (no pid)');
     this.pid = child.pid;
-    this.#child = child;
     this.#consoleLog = consoleLog;
     this.#logger = logger;
     child.stderr?.setEncoding('utf8');
@@ -66,7 +64,9 @@ export class QemuProcess {
     });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
-      child.once('error', (err) => reject(new ForkdError('vmm_error', `cannot start ${opts.binary}: ${err.message}`, { cause: err })));
+      child.once('error', (err) =>
+        reject(new ForkdError('vmm_error', `cannot start ${opts.binary}: ${err.message}`, { cause: err })),
+      );
     });
     const proc = new QemuProcess(child, opts.consoleLog, opts.logger ?? silentLogger);
     if (opts.oomScoreAdj !== undefined) {
@@ -96,7 +96,7 @@ export class QemuProcess {
         const start = Math.max(0, size - bytes);
         const buf = Buffer.alloc(size - start);
         await fh.read(buf, 0, buf.length, start);
-        return buf.toString('utf8').replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').trim();
+        return stripAnsi(buf.toString('utf8')).trim();
       } finally {
         await fh.close();
       }
@@ -157,6 +157,15 @@ export class QemuProcess {
     clearTimeout(timer);
     return result;
   }
+}
+
+/** Drop terminal escape sequences (ESC [ ... letter) from console output. */
+function stripAnsi(text: string): string {
+  const esc = String.fromCharCode(27);
+  return text
+    .split(esc)
+    .map((part, i) => (i === 0 ? part : part.replace(/^\[[0-9;?]*[A-Za-z]/, '')))
+    .join('');
 }
 
 function delay(ms: number): Promise<void> {

@@ -85,7 +85,9 @@ export class QmpClient {
     if (this.#closed) throw new ForkdError('vmm_error', `QMP ${command}: connection is closed`);
     const id = `f${this.#nextId++}`;
     const signal = opts.signal ?? deadlineSignal(opts.timeoutMs ?? 10_000);
-    const frame = JSON.stringify(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id });
+    const frame = JSON.stringify(
+      args === undefined ? { execute: command, id } : { execute: command, arguments: args, id },
+    );
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => {
         this.#pending.delete(id);
@@ -168,7 +170,8 @@ export class QmpClient {
     if (typeof msg.event === 'string') {
       const ts = msg.timestamp as { seconds?: number; microseconds?: number } | undefined;
       const timestampUs = (ts?.seconds ?? 0) * 1_000_000 + (ts?.microseconds ?? 0);
-      const data = typeof msg.data === 'object' && msg.data !== null ? (msg.data as Record<string, unknown>) : undefined;
+      const data =
+        typeof msg.data === 'object' && msg.data !== null ? (msg.data as Record<string, unknown>) : undefined;
       this.events.emit('event', { event: msg.event, timestampUs, ...(data ? { data } : {}) });
       return;
     }
@@ -178,7 +181,12 @@ export class QmpClient {
     this.#pending.delete(id);
     if ('error' in msg) {
       const err = msg.error as { class?: string; desc?: string } | undefined;
-      pending.reject(new ForkdError('vmm_error', `QMP ${pending.command} failed: ${err?.desc ?? 'unknown error'} (${err?.class ?? '?'})`));
+      pending.reject(
+        new ForkdError(
+          'vmm_error',
+          `QMP ${pending.command} failed: ${err?.desc ?? 'unknown error'} (${err?.class ?? '?'})`,
+        ),
+      );
     } else {
       pending.resolve(msg.return);
     }

@@ -106,9 +106,16 @@ export class Vm {
    * Save device state only (RAM is the share=on file) into `outPath`. The guest must be
    * paused. QEMU connects to a socket in its run dir that forkd listens on.
    */
-  async saveDeviceState(outPath: string, opts: { socketPath: string; owner?: { uid: number; gid: number }; timeoutMs?: number }): Promise<number> {
+  async saveDeviceState(
+    outPath: string,
+    opts: { socketPath: string; owner?: { uid: number; gid: number }; timeoutMs?: number },
+  ): Promise<number> {
     const signal = deadlineSignal(opts.timeoutMs ?? 60_000);
-    const sink = await openMigrationSink({ socketPath: opts.socketPath, outPath, ...(opts.owner ? { owner: opts.owner } : {}) });
+    const sink = await openMigrationSink({
+      socketPath: opts.socketPath,
+      outPath,
+      ...(opts.owner ? { owner: opts.owner } : {}),
+    });
     try {
       await this.qmp.execute('migrate-set-capabilities', {
         capabilities: [{ capability: 'x-ignore-shared', state: true }],

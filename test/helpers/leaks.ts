@@ -14,7 +14,8 @@ export async function ourQemuProcesses(dataDir = TEST_DATA_DIR): Promise<{ pid: 
     if (!/^\d+$/.test(name)) continue;
     try {
       const cmdline = (await readFile(`/proc/${name}/cmdline`, 'utf8')).replace(/\0/g, ' ');
-      if (cmdline.includes('qemu-system') && cmdline.includes(dataDir)) out.push({ pid: Number(name), cmdline: cmdline.slice(0, 200) });
+      if (cmdline.includes('qemu-system') && cmdline.includes(dataDir))
+        out.push({ pid: Number(name), cmdline: cmdline.slice(0, 200) });
     } catch {
       /* process ended while we looked */
     }
@@ -36,9 +37,11 @@ export async function findLeaks(dataDir = TEST_DATA_DIR): Promise<string[]> {
   for (const d of await list(join(dataDir, 'run'))) leaks.push(`run dir ${join(dataDir, 'run', d)}`);
   for (const d of await list(join(dataDir, 'snapshots'))) if (d.startsWith('.')) leaks.push(`staging/trash dir ${d}`);
   for (const d of await list(join(dataDir, 'images'))) if (d.startsWith('.')) leaks.push(`image build dir ${d}`);
-  for (const ns of await list('/run/netns')) if (ns.startsWith('fk-') || ns.startsWith('forkd-probe-')) leaks.push(`netns ${ns}`);
+  for (const ns of await list('/run/netns'))
+    if (ns.startsWith('fk-') || ns.startsWith('forkd-probe-')) leaks.push(`netns ${ns}`);
   for (const ctl of ['memory', 'cpu', 'pids', 'unified', '']) {
-    for (const cg of await list(join('/sys/fs/cgroup', ctl, 'forkd'))) if (cg.startsWith('sb-')) leaks.push(`cgroup ${ctl}/forkd/${cg}`);
+    for (const cg of await list(join('/sys/fs/cgroup', ctl, 'forkd')))
+      if (cg.startsWith('sb-')) leaks.push(`cgroup ${ctl}/forkd/${cg}`);
   }
   try {
     const { stdout } = await pexec('ip', ['-o', 'link', 'show']);

@@ -47,7 +47,11 @@ describe('hostile tags at every CLI surface', () => {
       for (const tag of CORPUS) {
         const r = await runCli([...surface.args(tag), '--data-dir', dataDir]);
         assert.equal(r.code, 2, `${surface.name} ${JSON.stringify(tag)}: exit ${r.code}\n${r.stderr}`);
-        assert.match(r.stderr, /invalid (snapshot tag|image name|tag)/, `${surface.name} ${JSON.stringify(tag)}: ${r.stderr}`);
+        assert.match(
+          r.stderr,
+          /invalid (snapshot tag|image name|tag)/,
+          `${surface.name} ${JSON.stringify(tag)}: ${r.stderr}`,
+        );
         assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
       }
     }

@@ -27,7 +27,14 @@ describe('snapshot and copy-on-write fork', () => {
   before(async () => {
     await ensureImage('default');
     core = await testCore();
-    await createSnapshot(core, { tag, image: 'default', memMiB: 512, vcpus: 1, warmup: ['echo warm > /root/warm.txt'], bootTimeoutMs: 180_000 });
+    await createSnapshot(core, {
+      tag,
+      image: 'default',
+      memMiB: 512,
+      vcpus: 1,
+      warmup: ['echo warm > /root/warm.txt'],
+      bootTimeoutMs: 180_000,
+    });
   });
 
   after(async () => {
@@ -37,7 +44,8 @@ describe('snapshot and copy-on-write fork', () => {
 
   test('the snapshot has its files and no parent process remains', async () => {
     const files = await readdir(core.paths.snapshotDir(tag));
-    for (const f of ['memory.bin', 'vmstate', 'snapshot.json', 'vmlinux', 'initrd.img']) assert.ok(files.includes(f), f);
+    for (const f of ['memory.bin', 'vmstate', 'snapshot.json', 'vmlinux', 'initrd.img'])
+      assert.ok(files.includes(f), f);
     assert.deepEqual(await ourQemuProcesses(), []);
   });
 
@@ -52,14 +60,15 @@ describe('snapshot and copy-on-write fork', () => {
       }
       const [a, ...siblings] = first.children;
       assert.equal((await sh(a!, 'echo mine > /root/only-a && cat /root/only-a')).out, 'mine');
-      for (const s of siblings) assert.equal((await sh(s, 'test -e /root/only-a; echo $?')).out, '1', `sibling ${s.id} must not see a's file`);
+      for (const s of siblings)
+        assert.equal((await sh(s, 'test -e /root/only-a; echo $?')).out, '1', `sibling ${s.id} must not see a's file`);
 
       // Memory: children share the snapshot's pages. The sum of the 5 PSS stays under 3x one RSS.
       const pss = await Promise.all(first.children.map((c) => processPss(c.pid)));
       const rss = await processRss(a!.pid);
       const sum = pss.reduce<number>((x, y) => x + (y ?? 0), 0);
       assert.ok(rss !== undefined && rss > 0);
-      assert.ok(sum < 3 * rss!, `sum of PSS ${sum} must be < 3 x RSS ${rss}`);
+      assert.ok(sum < 3 * (rss ?? 0), `sum of PSS ${sum} must be < 3 x RSS ${rss}`);
     } finally {
       await disposeAll(first.children);
     }
@@ -91,7 +100,10 @@ describe('snapshot and copy-on-write fork', () => {
   }
 
   async function assertForkRefused(copy: string, pattern: RegExp): Promise<void> {
-    await assert.rejects(forkChildren(core, { tag: copy, n: 1 }), (e: unknown) => e instanceof ForkdError && pattern.test(e.message));
+    await assert.rejects(
+      forkChildren(core, { tag: copy, n: 1 }),
+      (e: unknown) => e instanceof ForkdError && pattern.test(e.message),
+    );
     assert.deepEqual(await ourQemuProcesses(), []);
   }
 
@@ -116,7 +128,13 @@ describe('snapshot and copy-on-write fork', () => {
 
   test('a broken snapshot.json or an unknown tag is refused', async () => {
     const broken = await damagedCopy((dir) => writeFile(join(dir, 'snapshot.json'), '{not json'));
-    await assert.rejects(loadSnapshot(core, broken), (e: unknown) => e instanceof ForkdError && e.code === 'corrupt_snapshot');
-    await assert.rejects(loadSnapshot(core, 'no-such-tag-xyz'), (e: unknown) => e instanceof ForkdError && e.code === 'not_found');
+    await assert.rejects(
+      loadSnapshot(core, broken),
+      (e: unknown) => e instanceof ForkdError && e.code === 'corrupt_snapshot',
+    );
+    await assert.rejects(
+      loadSnapshot(core, 'no-such-tag-xyz'),
+      (e: unknown) => e instanceof ForkdError && e.code === 'not_found',
+    );
   });
 });

@@ -41,6 +41,8 @@ test('sandbox ids are unique, unguessable-looking and valid tags', () => {
 });
 
 test('FORKD_VERSION matches package.json', () => {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
   assert.equal(FORKD_VERSION, pkg.version);
 });

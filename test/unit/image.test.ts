@@ -32,21 +32,34 @@ test('bzImage payload is located from the setup header', () => {
 });
 
 test('module load order puts dependencies first and detects cycles', () => {
-  const deps: Record<string, string[]> = { virtio_net: ['virtio', 'virtio_ring', 'net_failover'], net_failover: ['failover'], virtio: ['virtio_ring'], virtio_ring: [], failover: [], virtio_mmio: ['virtio', 'virtio_ring'] };
+  const deps: Record<string, string[]> = {
+    virtio_net: ['virtio', 'virtio_ring', 'net_failover'],
+    net_failover: ['failover'],
+    virtio: ['virtio_ring'],
+    virtio_ring: [],
+    failover: [],
+    virtio_mmio: ['virtio', 'virtio_ring'],
+  };
   const order = loadOrder(['virtio_mmio', 'virtio_net'], (n) => deps[n] ?? []);
-  for (const [m, ds] of Object.entries(deps)) for (const d of ds) assert.ok(order.indexOf(d) < order.indexOf(m), `${d} before ${m}`);
+  for (const [m, ds] of Object.entries(deps))
+    for (const d of ds) assert.ok(order.indexOf(d) < order.indexOf(m), `${d} before ${m}`);
   assert.throws(() => loadOrder(['a'], (n) => (n === 'a' ? ['b'] : ['a'])), /cycle/);
   assert.equal(normalizeModuleName('virtio-rng'), 'virtio_rng');
 });
 
 test('ldd output parsing', () => {
   const out = `\tlinux-vdso.so.1 (0x00007ffd)\n\tlibdl.so.2 => /lib/x86_64-linux-gnu/libdl.so.2 (0x1)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x2)\n\t/lib64/ld-linux-x86-64.so.2 (0x3)\n`;
-  assert.deepEqual(parseLdd(out), ['/lib/x86_64-linux-gnu/libc.so.6', '/lib/x86_64-linux-gnu/libdl.so.2', '/lib64/ld-linux-x86-64.so.2']);
+  assert.deepEqual(parseLdd(out), [
+    '/lib/x86_64-linux-gnu/libc.so.6',
+    '/lib/x86_64-linux-gnu/libdl.so.2',
+    '/lib64/ld-linux-x86-64.so.2',
+  ]);
 });
 
 test('package names are validated before reaching apt', () => {
   assertPackageNames(['python3-numpy', 'libstdc++6', 'g++']);
-  for (const bad of ['--allow-unauthenticated', 'Numpy', 'a b', '../x', '']) assert.throws(() => assertPackageNames([bad]), /invalid Debian package/);
+  for (const bad of ['--allow-unauthenticated', 'Numpy', 'a b', '../x', ''])
+    assert.throws(() => assertPackageNames([bad]), /invalid Debian package/);
 });
 
 test('kernel package versions compare numerically', () => {

@@ -28,7 +28,10 @@ function after(args: string[], flag: string): string[] {
 
 test('parent: shared RAM file, no incoming, seccomp sandbox on', () => {
   const args = qemuArgs(spec());
-  assert.deepEqual(after(args, '-object')[0], 'memory-backend-file,id=mem,size=512M,mem-path=/d/snapshots/t/memory.bin,share=on');
+  assert.deepEqual(
+    after(args, '-object')[0],
+    'memory-backend-file,id=mem,size=512M,mem-path=/d/snapshots/t/memory.bin,share=on',
+  );
   assert.ok(!args.includes('-incoming'));
   assert.deepEqual(after(args, '-sandbox'), [SANDBOX_ARG]);
   assert.match(SANDBOX_ARG, /spawn=deny/);
@@ -60,7 +63,9 @@ test('kvm uses the host CPU and no TCG boot arguments', () => {
 });
 
 test('root disk is attached read-only; tap backend keeps the NIC identical', () => {
-  const withDisk = qemuArgs(spec({ layout: { ...spec().layout, rootDisk: true }, rootDiskPath: '/d/snapshots/t/rootfs.ext4' }));
+  const withDisk = qemuArgs(
+    spec({ layout: { ...spec().layout, rootDisk: true }, rootDiskPath: '/d/snapshots/t/rootfs.ext4' }),
+  );
   assert.ok(after(withDisk, '-drive')[0]!.includes('readonly=on'));
   assert.ok(after(withDisk, '-device').includes('virtio-blk-device,drive=root'));
   const tap = qemuArgs(spec({ net: { kind: 'tap', ifname: 'tap0' } }));

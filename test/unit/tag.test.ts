@@ -5,9 +5,9 @@ import { ForkdError } from '../../src/lib/errors.js';
 import { DataPaths } from '../../src/core/paths.js';
 import { HOSTILE_TAGS } from '../helpers/corpus.js';
 
-
 test('valid tags pass', () => {
-  for (const t of ['a', 'A', '0', 'default', 'py-numpy_2', 'a'.repeat(64), '9lives']) assert.equal(isValidTag(t), true, t);
+  for (const t of ['a', 'A', '0', 'default', 'py-numpy_2', 'a'.repeat(64), '9lives'])
+    assert.equal(isValidTag(t), true, t);
 });
 
 test('hostile tags are rejected with invalid_tag', () => {
@@ -15,7 +15,8 @@ test('hostile tags are rejected with invalid_tag', () => {
     assert.equal(isValidTag(t), false, JSON.stringify(t));
     assert.throws(
       () => assertTag(t),
-      (e: unknown) => e instanceof ForkdError && e.code === 'invalid_tag' && !e.message.includes('\0') && !e.message.includes('\n'),
+      (e: unknown) =>
+        e instanceof ForkdError && e.code === 'invalid_tag' && !e.message.includes('\0') && !e.message.includes('\n'),
       JSON.stringify(t),
     );
   }
@@ -36,6 +37,28 @@ test('every snapshot path derivation validates before joining', () => {
 });
 
 test('the message says why', () => {
-  assert.match(String((() => { try { assertTag('a'.repeat(65)); } catch (e) { return (e as Error).message; } })()), /65 characters/);
-  assert.match(String((() => { try { assertTag('a/b'); } catch (e) { return (e as Error).message; } })()), /slash/);
+  assert.match(
+    String(
+      (() => {
+        try {
+          assertTag('a'.repeat(65));
+        } catch (e) {
+          return (e as Error).message;
+        }
+      })(),
+    ),
+    /65 characters/,
+  );
+  assert.match(
+    String(
+      (() => {
+        try {
+          assertTag('a/b');
+        } catch (e) {
+          return (e as Error).message;
+        }
+      })(),
+    ),
+    /slash/,
+  );
 });

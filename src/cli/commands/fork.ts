@@ -38,11 +38,17 @@ export const forkCommand: Command = {
     if (values.tag === undefined) throw new ForkdError('invalid_argument', '--tag is required');
     const tag = assertTag(values.tag, 'snapshot tag');
     const n = intFlag('n', values.n, 1, FORK_N_RANGE);
-    if (values.exec !== undefined && values.eval !== undefined) throw new ForkdError('invalid_argument', 'give --exec or --eval, not both');
-    if (values.language !== 'js' && values.language !== 'python') throw new ForkdError('invalid_argument', `--language must be js or python, got ${JSON.stringify(values.language)}`);
+    if (values.exec !== undefined && values.eval !== undefined)
+      throw new ForkdError('invalid_argument', 'give --exec or --eval, not both');
+    if (values.language !== 'js' && values.language !== 'python')
+      throw new ForkdError(
+        'invalid_argument',
+        `--language must be js or python, got ${JSON.stringify(values.language)}`,
+      );
     const language: 'js' | 'python' = values.language;
     const timeoutMs = intFlag('timeout-secs', values['timeout-secs'], 60, { min: 1, max: 86_400 }) * 1000;
-    const readyTimeoutMs = intFlag('ready-timeout-secs', values['ready-timeout-secs'], 60, { min: 1, max: 3600 }) * 1000;
+    const readyTimeoutMs =
+      intFlag('ready-timeout-secs', values['ready-timeout-secs'], 60, { min: 1, max: 3600 }) * 1000;
     const core = await openLocal(ctx, values['data-dir']);
     const progress = createProgress(ctx, !values.json || ctx.interactive);
 
@@ -62,7 +68,12 @@ export const forkCommand: Command = {
         progress.done(`${result.children.length}/${n} children ready in ${formatMs(result.wallMs)}`);
         const memory = await measureMemory(children, availableBefore);
         let outputs: ChildOutput[] = [];
-        const work: ChildWork | undefined = values.exec !== undefined ? { kind: 'exec' as const, cmd: values.exec } : values.eval !== undefined ? { kind: 'eval' as const, code: values.eval, language } : undefined;
+        const work: ChildWork | undefined =
+          values.exec !== undefined
+            ? { kind: 'exec' as const, cmd: values.exec }
+            : values.eval !== undefined
+              ? { kind: 'eval' as const, code: values.eval, language }
+              : undefined;
         if (work) {
           progress.step(`running in ${children.length} children`);
           outputs = await Promise.all(children.map((c) => runInChild(c, work, timeoutMs)));
@@ -78,20 +89,45 @@ export const forkCommand: Command = {
   },
 };
 
-function jsonReport(tag: string, n: number, r: ForkResult, memory: MemoryReport, outputs: ChildOutput[], alive: number): unknown {
+function jsonReport(
+  tag: string,
+  n: number,
+  r: ForkResult,
+  memory: MemoryReport,
+  outputs: ChildOutput[],
+  alive: number,
+): unknown {
   return {
     tag,
     requested: n,
     ready: r.children.length,
     alive,
     failures: r.failures,
-    timings: { wallMs: r.wallMs, firstReadyMs: r.firstReadyMs, lastReadyMs: r.lastReadyMs, readyP50Ms: r.readyP50Ms, readyP90Ms: r.readyP90Ms },
+    timings: {
+      wallMs: r.wallMs,
+      firstReadyMs: r.firstReadyMs,
+      lastReadyMs: r.lastReadyMs,
+      readyP50Ms: r.readyP50Ms,
+      readyP90Ms: r.readyP90Ms,
+    },
     memory,
-    children: r.children.map((c) => ({ id: c.id, pid: c.pid, ...c.timings, output: outputs.find((o) => o.id === c.id) })),
+    children: r.children.map((c) => ({
+      id: c.id,
+      pid: c.pid,
+      ...c.timings,
+      output: outputs.find((o) => o.id === c.id),
+    })),
   };
 }
 
-function humanReport(tag: string, n: number, r: ForkResult, m: MemoryReport, outputs: ChildOutput[], alive: number): string {
+function humanReport(
+  tag: string,
+  n: number,
+  r: ForkResult,
+  m: MemoryReport,
+  outputs: ChildOutput[],
+  alive: number,
+): string {
   const lines: string[] = [];
   for (const o of outputs) {
     lines.push(`--- ${o.id}: ${o.summary} ---`);

@@ -11,10 +11,15 @@ import { EXIT_OK, type Command } from '../command.js';
 export const imageCommand: Command = {
   name: 'image',
   summary: 'Build a guest image: forkd image build [--name default] [--packages python3-numpy,...]',
-  usage: 'image build [--name NAME] [--packages PKG,...] [--python-preload MOD,...] [--force] [--data-dir DIR] [--json]',
+  usage:
+    'image build [--name NAME] [--packages PKG,...] [--python-preload MOD,...] [--force] [--data-dir DIR] [--json]',
   async run(argv, ctx) {
     const [sub, ...rest] = argv;
-    if (sub !== 'build') throw new ForkdError('invalid_argument', `unknown image subcommand ${JSON.stringify(sub ?? '')}; use: forkd image build`);
+    if (sub !== 'build')
+      throw new ForkdError(
+        'invalid_argument',
+        `unknown image subcommand ${JSON.stringify(sub ?? '')}; use: forkd image build`,
+      );
     const { values } = parseArgs({
       args: rest,
       strict: true,
@@ -42,7 +47,10 @@ export const imageCommand: Command = {
     });
     progress.done(`image ${manifest.name} ready`);
     if (values.json) ctx.out(`${JSON.stringify(manifest, null, 2)}\n`);
-    else ctx.out(`image ${manifest.name}  id=${manifest.id}  kernel=${manifest.kernel.release}  packages=${manifest.packages.join(',') || '-'}\n`);
+    else
+      ctx.out(
+        `image ${manifest.name}  id=${manifest.id}  kernel=${manifest.kernel.release}  packages=${manifest.packages.join(',') || '-'}\n`,
+      );
     return EXIT_OK;
   },
 };

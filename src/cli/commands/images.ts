@@ -63,7 +63,12 @@ export const rmiCommand: Command = {
   summary: 'Remove snapshots (refused while a running sandbox uses one)',
   usage: 'rmi TAG... [--data-dir DIR]',
   async run(argv, ctx) {
-    const { values, positionals } = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { 'data-dir': { type: 'string' } } });
+    const { values, positionals } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      options: { 'data-dir': { type: 'string' } },
+    });
     if (positionals.length === 0) throw new ForkdError('invalid_argument', 'give at least one snapshot tag');
     const tags = positionals.map((t) => assertTag(t, 'snapshot tag'));
     const paths = new DataPaths(loadLocalConfig({ dataDir: values['data-dir'] }).dataDir);
@@ -77,5 +82,12 @@ export const rmiCommand: Command = {
 
 export function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return `${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
+  return `${rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
 }

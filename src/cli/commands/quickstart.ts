@@ -45,7 +45,16 @@ export const quickstartCommand: Command = {
     }
     ctx.err(`== 3/3 fork ${n} children and run a command in each\n`);
     return forkCommand.run(
-      ['--tag', tag, '-n', String(n), '--exec', 'echo "hello from $(hostname): $(head -c 6 /dev/urandom | od -An -tx1 | tr -d " ")"', ...dirArgs, ...(values.json ? ['--json'] : [])],
+      [
+        '--tag',
+        tag,
+        '-n',
+        String(n),
+        '--exec',
+        'echo "hello from $(hostname): $(head -c 6 /dev/urandom | od -An -tx1 | tr -d " ")"',
+        ...dirArgs,
+        ...(values.json ? ['--json'] : []),
+      ],
       ctx,
     );
   },

@@ -52,7 +52,10 @@ export const snapshotCommand: Command = {
     });
     progress.done(`snapshot ${tag} saved`);
     if (values.json) ctx.out(`${JSON.stringify({ ...meta, totalMs: Date.now() - started }, null, 2)}\n`);
-    else ctx.out(`snapshot ${tag}: image=${meta.image.name} mem=${meta.layout.memMiB} MiB vcpus=${meta.layout.vcpus} accel=${meta.accel} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+    else
+      ctx.out(
+        `snapshot ${tag}: image=${meta.image.name} mem=${meta.layout.memMiB} MiB vcpus=${meta.layout.vcpus} accel=${meta.accel} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+      );
     return EXIT_OK;
   },
 };
