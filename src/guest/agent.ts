@@ -14,6 +14,7 @@ import { startChild } from './exec.js';
 import { listOp, mkdirOp, readFileOp, removeOp, statOp } from './files.js';
 import { writeFileOp } from './files-write.js';
 import { applyIdentity } from './identity.js';
+import { GuestCtl } from './guestctl.js';
 import { silentGuestLog, type GuestLog } from './log.js';
 import { ProcessTable } from './processes.js';
 import { PythonWorker } from './python.js';
@@ -47,17 +48,17 @@ export function createAgent(opts: AgentOptions = {}): GuestAgent {
   const processes = new ProcessTable();
   const js = new JsEvaluator();
   const python = new PythonWorker(opts.python ?? 'python3', log);
-  const paths = {
-    guestctl: opts.guestctlPath ?? DEFAULT_GUESTCTL,
-    hostnameFile: opts.hostnameFile ?? '/proc/sys/kernel/hostname',
-  };
+  const paths = { hostnameFile: opts.hostnameFile ?? '/proc/sys/kernel/hostname' };
+  // Resident from the start, so snapshots carry it and children need no fork for identity.
+  const guestctl = new GuestCtl(opts.guestctlPath ?? DEFAULT_GUESTCTL, log);
+  guestctl.start();
   let sandboxId: string | null = null;
 
   const handlers: Handlers = {
     hello: () => Promise.resolve({ protocolVersion: AGENT_PROTOCOL_VERSION, agentVersion: FORKD_VERSION }),
     ping: () => Promise.resolve({ uptimeMs: performance.now() - startedAt, agentVersion: FORKD_VERSION, sandboxId }),
     identity: async (p) => {
-      const { clockStepMs } = await applyIdentity(p, paths);
+      const { clockStepMs } = await applyIdentity(p, guestctl, paths);
       js.reseed();
       await python.reseed();
       sandboxId = p.sandboxId;
@@ -107,6 +108,7 @@ export function createAgent(opts: AgentOptions = {}): GuestAgent {
     close: () => {
       processes.killAll();
       python.close();
+      guestctl.close();
     },
   };
 }
