@@ -62,15 +62,18 @@ export class QmpClient {
     return client;
   }
 
-  #greetingWaiter: ((line: Record<string, unknown>) => void) | undefined;
+  #greetingWaiter: ((line: Record<string, unknown> | Error) => void) | undefined;
 
   async #greeting(signal: AbortSignal): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       const onAbort = (): void => reject(new ForkdError('timeout', 'QMP greeting: timed out'));
       signal.addEventListener('abort', onAbort, { once: true });
+      // Called with the first line, or with an error when the socket closes first (QEMU
+      // exiting at start): either way this promise settles.
       this.#greetingWaiter = (msg) => {
         signal.removeEventListener('abort', onAbort);
-        if ('QMP' in msg) resolve();
+        if (msg instanceof Error) reject(msg);
+        else if ('QMP' in msg) resolve();
         else reject(new ForkdError('vmm_error', 'QMP: expected a greeting'));
       };
     });
@@ -195,6 +198,9 @@ export class QmpClient {
   #onClose(err: ForkdError): void {
     if (this.#closed) return;
     this.#closed = true;
+    const greeting = this.#greetingWaiter;
+    this.#greetingWaiter = undefined;
+    greeting?.(err);
     for (const p of this.#pending.values()) p.reject(new ForkdError(err.code, `QMP ${p.command}: ${messageOf(err)}`));
     this.#pending.clear();
     this.events.emit('close');
