@@ -10,6 +10,7 @@ import { createLogger } from '../src/lib/log.js';
 import { createCoreContext } from '../src/core/context.js';
 import { machineInfo, machineMarkdown } from './machine.js';
 import { forkBench, forkMarkdown } from './fork-bench.js';
+import { agentBench, agentMarkdown } from './agent-bench.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
@@ -34,6 +35,24 @@ async function main(): Promise<void> {
         `# Fork vs cold boot\n\n${machineMarkdown(machine)}\n- Image: default (busybox + Node ${process.version} + agent), 512 MiB guest RAM, 1 vCPU\n- "Answers" = the child's agent replied to \`identity\` (hostname, entropy, clock set): the readiness point.\n\n${forkMarkdown(result)}\n`,
       );
       log('wrote bench/results/fork.{json,md}');
+    } finally {
+      await removeSnapshot(core.paths, tag).catch(() => undefined);
+    }
+  }
+
+  if (only.length === 0 || only.includes('agent')) {
+    await buildImage({ dataDir, name: 'numpy', packages: ['python3-numpy'], onProgress: log });
+    const tag = `bench-agent-${Date.now().toString(36)}`;
+    log(`snapshot ${tag} (numpy, warm python worker)`);
+    await createSnapshot(core, { tag, image: 'numpy', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 300_000 });
+    try {
+      const rows = await agentBench(core, { tag, evalRuns: 20, execRuns: 5 });
+      await writeFile(`${RESULTS}agent.json`, `${JSON.stringify({ machine, rows }, null, 2)}\n`);
+      await writeFile(
+        `${RESULTS}agent.md`,
+        `# Warm eval vs a fresh process, in a forked child\n\n${machineMarkdown(machine)}\n- Snapshot: image numpy (Debian python3-numpy), 512 MiB, numpy pre-imported in the agent's warm Python worker\n- Each timing is one agent round trip from the host; the first call of each kind is excluded (warms TCG's translation cache).\n\n${agentMarkdown(rows)}\n`,
+      );
+      log('wrote bench/results/agent.{json,md}');
     } finally {
       await removeSnapshot(core.paths, tag).catch(() => undefined);
     }

@@ -1,5 +1,6 @@
 // Fork N children of a snapshot in parallel and report how it went: readiness timings
 // (first / last child ready, per-child p50 / p90), failures, and memory cost.
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { messageOf } from '../lib/errors.js';
 import type { CoreContext } from './context.js';
@@ -7,6 +8,16 @@ import { restoreChild, type Sandbox } from './sandbox.js';
 import { loadSnapshot } from './snapshot-store.js';
 
 export const FORK_N_RANGE = { min: 1, max: 1000 } as const;
+
+/**
+ * Restores in flight at once. A restoring child is CPU-bound until its agent answers (under
+ * TCG every code path is translated afresh in each QEMU); starting all N at once on a small
+ * host makes them progress in lockstep, so the first child is ready only when the last is.
+ * A small window lets children become ready in waves while the total stays CPU-bound.
+ */
+export function defaultRestoreConcurrency(): number {
+  return Math.max(2, 2 * availableParallelism());
+}
 
 export interface ForkResult {
   children: Sandbox[];
@@ -20,24 +31,28 @@ export interface ForkResult {
 
 export async function forkChildren(
   ctx: CoreContext,
-  opts: { tag: string; n: number; readyTimeoutMs?: number; onReady?: (child: Sandbox, done: number) => void },
+  opts: {
+    tag: string;
+    n: number;
+    readyTimeoutMs?: number;
+    concurrency?: number;
+    onReady?: (child: Sandbox, done: number) => void;
+  },
 ): Promise<ForkResult> {
   const snap = await loadSnapshot(ctx, opts.tag);
   const t0 = performance.now();
   const readyAt: number[] = [];
   let done = 0;
-  const settled = await Promise.allSettled(
-    Array.from({ length: opts.n }, async () => {
-      const child = await restoreChild(
-        ctx,
-        snap,
-        opts.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: opts.readyTimeoutMs },
-      );
-      readyAt.push(performance.now() - t0);
-      opts.onReady?.(child, ++done);
-      return child;
-    }),
-  );
+  const settled = await mapWithConcurrency(opts.n, opts.concurrency ?? defaultRestoreConcurrency(), async () => {
+    const child = await restoreChild(
+      ctx,
+      snap,
+      opts.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: opts.readyTimeoutMs },
+    );
+    readyAt.push(performance.now() - t0);
+    opts.onReady?.(child, ++done);
+    return child;
+  });
   const wallMs = performance.now() - t0;
   const children = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const failures = settled.flatMap((s) => (s.status === 'rejected' ? [messageOf(s.reason)] : []));
@@ -52,6 +67,28 @@ export async function forkChildren(
     readyP50Ms: percentile(perChild, 0.5),
     readyP90Ms: percentile(perChild, 0.9),
   };
+}
+
+/** Run `fn` n times with at most `limit` in flight; results in start order, never rejects. */
+export async function mapWithConcurrency<T>(
+  n: number,
+  limit: number,
+  fn: (i: number) => Promise<T>,
+): Promise<PromiseSettledResult<T>[]> {
+  const results: PromiseSettledResult<T>[] = new Array<PromiseSettledResult<T>>(n);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++;
+      try {
+        results[i] = { status: 'fulfilled', value: await fn(i) };
+      } catch (reason) {
+        results[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, n)) }, worker));
+  return results;
 }
 
 /** Nearest-rank percentile of a sorted array. */
