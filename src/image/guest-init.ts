@@ -73,5 +73,5 @@ export const AGENT_RUN = `#!${BUSYBOX} sh
 export UV_THREADPOOL_SIZE=16 HOME=/root PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export FORKD_GUESTCTL=${FORKD_LIB}/forkd-guestctl
 cd /root
-exec /usr/bin/node ${FORKD_LIB}/forkd-agent.mjs </dev/null >/dev/console 2>&1
+exec /usr/bin/node --no-memory-reducer --single-threaded-gc ${FORKD_LIB}/forkd-agent.mjs </dev/null >/dev/console 2>&1
 `;
