@@ -1,6 +1,7 @@
 // The only file that reads process.env (STYLE rule 7). Everything else receives a frozen,
 // typed config object. Units are in the names.
 import { isAbsolute, resolve } from 'node:path';
+import { ForkdError } from './errors.js';
 import type { LogLevel } from './log.js';
 
 export interface LocalConfig {
@@ -32,4 +33,78 @@ export function loadLocalConfig(flags: { dataDir?: string | undefined } = {}): L
     vmUser: env('FORKD_VM_USER') ?? DEFAULT_VM_USER,
     accelOverride: accel === 'kvm' || accel === 'tcg' ? accel : undefined,
   });
+}
+
+/** `forkd-controller serve` settings: each flag wins over its environment variable. */
+export interface ControllerConfig {
+  readonly local: LocalConfig;
+  /** `host:port`, `[v6]:port` or `unix:/path`; parsed and checked by the API layer. */
+  readonly bind: string;
+  readonly tokenFile: string | undefined;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  readonly auditLog: string;
+  readonly branchConcurrency: number;
+  readonly maxSandboxes: number;
+  /** Stop every sandbox on SIGTERM/SIGINT (default: they keep running and are re-adopted). */
+  readonly killOnExit: boolean;
+  /** Allow a non-loopback bind without TLS (loud warning). */
+  readonly insecureNoTls: boolean;
+}
+
+export interface ControllerFlags {
+  bind?: string | undefined;
+  dataDir?: string | undefined;
+  tokenFile?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  auditLog?: string | undefined;
+  branchConcurrency?: string | undefined;
+  maxSandboxes?: string | undefined;
+  killOnExit?: boolean | undefined;
+  insecureNoTls?: boolean | undefined;
+}
+
+export const DEFAULT_BIND = '127.0.0.1:8889';
+export const DEFAULT_AUDIT_LOG = '/var/log/forkd/audit.log';
+export const DEFAULT_BRANCH_CONCURRENCY = 4;
+export const DEFAULT_MAX_SANDBOXES = 1000;
+
+export function loadControllerConfig(flags: ControllerFlags = {}): ControllerConfig {
+  const local = loadLocalConfig({ dataDir: flags.dataDir });
+  const level = env('FORKD_LOG_LEVEL');
+  const path = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(p));
+  return Object.freeze({
+    // The daemon logs its start-up facts (bound address, auth, TLS) at info.
+    local: Object.freeze({ ...local, logLevel: level === undefined ? 'info' : local.logLevel }),
+    bind: flags.bind ?? env('FORKD_BIND') ?? DEFAULT_BIND,
+    tokenFile: path(flags.tokenFile ?? env('FORKD_TOKEN_FILE')),
+    tlsCert: path(flags.tlsCert ?? env('FORKD_TLS_CERT')),
+    tlsKey: path(flags.tlsKey ?? env('FORKD_TLS_KEY')),
+    auditLog: resolve(flags.auditLog ?? env('FORKD_AUDIT_LOG') ?? DEFAULT_AUDIT_LOG),
+    branchConcurrency: intSetting(
+      'branch-concurrency',
+      flags.branchConcurrency ?? env('FORKD_BRANCH_CONCURRENCY'),
+      DEFAULT_BRANCH_CONCURRENCY,
+      { min: 1, max: 1024 },
+    ),
+    maxSandboxes: intSetting('max-sandboxes', flags.maxSandboxes ?? env('FORKD_MAX_SANDBOXES'), DEFAULT_MAX_SANDBOXES, {
+      min: 1,
+      max: 100_000,
+    }),
+    killOnExit: flags.killOnExit ?? false,
+    insecureNoTls: flags.insecureNoTls ?? false,
+  });
+}
+
+function intSetting(name: string, raw: string | undefined, def: number, range: { min: number; max: number }): number {
+  if (raw === undefined) return def;
+  const n = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= range.min && n <= range.max)) {
+    throw new ForkdError(
+      'invalid_argument',
+      `--${name} must be a whole number from ${range.min} to ${range.max}, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return n;
 }

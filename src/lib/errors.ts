@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  method_not_allowed: 405,
   conflict: 409,
   already_exists: 409,
   invalid_state: 409,

@@ -1,0 +1,35 @@
+// A sandbox the daemon holds: either restored by this process (a `Sandbox`, QEMU is our child)
+// or re-adopted after a restart (QEMU is not our child; see reattach.ts). The manager sees one
+// shape: the agent, a promise that settles when QEMU is gone, kill and detach.
+import type { AgentClient } from '../../agent/client.js';
+import type { Sandbox } from '../sandbox.js';
+
+export interface LiveSandbox {
+  readonly id: string;
+  readonly pid: number;
+  readonly agent: AgentClient;
+  /** Settles (with a reason) when QEMU is gone, whoever stopped it. */
+  readonly exited: Promise<string>;
+  /** Stop QEMU (if still running), close the connections, remove the run dir. Idempotent. */
+  kill(): Promise<void>;
+  /** Close the connections and stop watching; QEMU keeps running (daemon shutdown). */
+  detach(): void;
+}
+
+/** Wraps a sandbox restored by this process. */
+export function liveFromSandbox(sandbox: Sandbox): LiveSandbox {
+  const exited = sandbox.vm.process
+    .waitExit()
+    .then((e) => `qemu exited (code ${String(e.code)}, signal ${String(e.signal)})`);
+  return {
+    id: sandbox.id,
+    pid: sandbox.pid,
+    agent: sandbox.agent,
+    exited,
+    kill: () => sandbox.dispose(),
+    detach: () => {
+      sandbox.agent.close();
+      sandbox.vm.qmp.close();
+    },
+  };
+}

@@ -1,0 +1,111 @@
+// Re-attach to a sandbox whose QEMU survived a daemon restart: run/<id>/{sandbox.json,
+// qmp.sock, agent.sock}. QEMU's QMP and agent chardevs are `server=on`, so they accept a new
+// client once the old daemon's connections closed, and the guest agent treats a host
+// disconnect as "wait for the next host". The process is not our child any more, so its death
+// is seen by polling /proc/<pid> (Node has no pidfd) and, faster, by the QMP socket closing.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ForkdError, messageOf } from '../../lib/errors.js';
+import { AgentClient } from '../../agent/client.js';
+import { QmpClient } from '../../vmm/qmp.js';
+import type { CoreContext } from '../context.js';
+import { RUN_FILES } from '../paths.js';
+import { removeRunDir, type RunRecord } from '../run-dir.js';
+import type { LiveSandbox } from './live.js';
+import { processAlive, processUsesDir, stopForeignQemu } from './proc.js';
+
+const WATCH_INTERVAL_MS = 500;
+
+/** The pid recorded in run/<id>/sandbox.json, if its process still runs from that dir. */
+export async function liveRunPid(ctx: CoreContext, id: string): Promise<number | undefined> {
+  const dir = ctx.paths.runDir(id);
+  try {
+    const record = JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as Partial<RunRecord>;
+    const pid = record.pid;
+    if (typeof pid === 'number' && (await processUsesDir(pid, dir))) return pid;
+  } catch {
+    /* no record or unreadable */
+  }
+  return undefined;
+}
+
+export async function reattachSandbox(
+  ctx: CoreContext,
+  id: string,
+  opts: { timeoutMs?: number } = {},
+): Promise<LiveSandbox> {
+  const dir = ctx.paths.runDir(id);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const pid = await liveRunPid(ctx, id);
+  if (pid === undefined) throw new ForkdError('not_found', `sandbox ${id}: no live QEMU runs from ${dir}`);
+  const logger = ctx.logger.child({ sandbox: id });
+  let qmp: QmpClient | undefined;
+  try {
+    qmp = await QmpClient.connect(join(dir, RUN_FILES.qmp), { timeoutMs });
+    const status = await qmp.execute<{ running: boolean; status: string }>('query-status');
+    if (!status.running) throw new ForkdError('invalid_state', `sandbox ${id}: QEMU is ${status.status}, not running`);
+    const agent = await AgentClient.connect(join(dir, RUN_FILES.agent), { timeoutMs, logger });
+    await agent.ping({ timeoutMs });
+    return new AdoptedSandbox(ctx, id, pid, dir, qmp, agent);
+  } catch (err) {
+    qmp?.close();
+    throw new ForkdError('vmm_error', `sandbox ${id}: cannot re-attach to QEMU ${pid}: ${messageOf(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+class AdoptedSandbox implements LiveSandbox {
+  readonly exited: Promise<string>;
+  #resolveExit!: (reason: string) => void;
+  #timer: NodeJS.Timeout | undefined;
+  #killed: Promise<void> | undefined;
+
+  constructor(
+    private readonly ctx: CoreContext,
+    readonly id: string,
+    readonly pid: number,
+    private readonly dir: string,
+    private readonly qmp: QmpClient,
+    readonly agent: AgentClient,
+  ) {
+    this.exited = new Promise((resolve) => (this.#resolveExit = resolve));
+    this.#timer = setInterval(() => void this.#check(), WATCH_INTERVAL_MS);
+    this.#timer.unref();
+    // QEMU closing its end of QMP is the earliest sign of its death.
+    qmp.events.once('close', () => void this.#check());
+  }
+
+  async #check(): Promise<void> {
+    if (await processAlive(this.pid)) return;
+    this.#stopWatching();
+    this.#resolveExit('qemu exited (not a child of this daemon: exit status unknown)');
+  }
+
+  #stopWatching(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  kill(): Promise<void> {
+    this.#killed ??= (async () => {
+      this.#stopWatching();
+      this.agent.close();
+      await stopForeignQemu(this.pid, this.dir, {
+        graceful: async () => {
+          if (!this.qmp.closed) await this.qmp.execute('quit', undefined, { timeoutMs: 1000 });
+        },
+      });
+      this.qmp.close();
+      await removeRunDir(this.ctx.paths, this.id);
+      this.#resolveExit('killed');
+    })();
+    return this.#killed;
+  }
+
+  detach(): void {
+    this.#stopWatching();
+    this.agent.close();
+    this.qmp.close();
+  }
+}

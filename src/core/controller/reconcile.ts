@@ -1,0 +1,134 @@
+// Start-up reconciliation: compare SQLite with the host and make them agree before serving.
+// - running rows whose QEMU still runs from run/<id>/: re-adopted (QMP + agent reconnected);
+//   dead ones become `failed`; alive but unreachable ones are killed and become `failed`.
+// - creating/stopping rows (the previous daemon stopped mid-operation): any QEMU is killed,
+//   the run dir removed; a DELETE under way finishes, others become failed / stopped.
+// - terminal rows with a QEMU still running from their run dir: orphans, killed.
+// - run dirs whose recorded QEMU is dead (any owner): removed.
+// - snapshot builds left `writing`: their parent QEMU and staging dirs removed, row `failed`.
+// Only resources that name one of our ids or tags are touched: a local `forkd fork` running on
+// the same data dir keeps its children.
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { messageOf } from '../../lib/errors.js';
+import { isSandboxId } from '../../lib/ids.js';
+import type { CoreContext } from '../context.js';
+import { RUN_FILES } from '../paths.js';
+import { removeRunDir } from '../run-dir.js';
+import type { StateStore } from '../state/store.js';
+import type { ControllerHooks } from './events.js';
+import { processAlive, processesUsing, stopForeignQemu } from './proc.js';
+import { liveRunPid, reattachSandbox } from './reattach.js';
+import { DELETING, type SandboxManager } from './sandboxes.js';
+
+export interface ReconcileReport {
+  adopted: string[];
+  failed: string[];
+  orphansKilled: string[];
+  runDirsRemoved: string[];
+  buildsAbandoned: string[];
+}
+
+export async function reconcile(
+  ctx: CoreContext,
+  store: StateStore,
+  manager: SandboxManager,
+  hooks: ControllerHooks,
+): Promise<ReconcileReport> {
+  const report: ReconcileReport = {
+    adopted: [],
+    failed: [],
+    orphansKilled: [],
+    runDirsRemoved: [],
+    buildsAbandoned: [],
+  };
+  const fail = (id: string, tag: string, reason: string): void => {
+    store.updateSandbox(id, { state: 'failed', reason });
+    report.failed.push(id);
+    hooks.event({ event: 'sandbox.failed', sandboxId: id, snapshotTag: tag, reason });
+  };
+  for (const row of store.listSandboxes()) {
+    const dir = ctx.paths.runDir(row.id);
+    if (row.state === 'running') {
+      const pid = await liveRunPid(ctx, row.id);
+      if (pid === undefined) {
+        await removeRunDir(ctx.paths, row.id);
+        fail(row.id, row.snapshotTag, 'qemu exited while the daemon was not running');
+        continue;
+      }
+      try {
+        const live = await reattachSandbox(ctx, row.id);
+        manager.adoptRunning(live);
+        store.updateSandbox(row.id, { pid });
+        report.adopted.push(row.id);
+        hooks.event({ event: 'sandbox.adopted', sandboxId: row.id, snapshotTag: row.snapshotTag });
+      } catch (err) {
+        await stopForeignQemu(pid, dir);
+        await removeRunDir(ctx.paths, row.id);
+        fail(row.id, row.snapshotTag, `could not re-attach after a daemon restart: ${messageOf(err).split('\n')[0]}`);
+      }
+      continue;
+    }
+    const pid = await liveRunPid(ctx, row.id);
+    if (pid !== undefined) {
+      await stopForeignQemu(pid, dir);
+      report.orphansKilled.push(row.id);
+    }
+    await removeRunDir(ctx.paths, row.id);
+    if (row.state === 'creating')
+      fail(row.id, row.snapshotTag, 'the daemon stopped while the sandbox was being created');
+    else if (row.state === 'stopping' && row.reason === DELETING) store.deleteSandbox(row.id);
+    else if (row.state === 'stopping') store.updateSandbox(row.id, { state: 'stopped' });
+  }
+  report.runDirsRemoved = await removeDeadRunDirs(ctx);
+  report.buildsAbandoned = await abandonBuilds(ctx, store, hooks);
+  return report;
+}
+
+/** Run dirs with a record naming a process that is gone. Dirs without a record may be in creation. */
+async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(ctx.paths.runRoot).catch(() => [] as string[])) {
+    if (!isSandboxId(name)) continue;
+    let pid: unknown;
+    try {
+      pid = (JSON.parse(await readFile(join(ctx.paths.runDir(name), RUN_FILES.record), 'utf8')) as { pid?: unknown })
+        .pid;
+    } catch {
+      continue;
+    }
+    if (typeof pid === 'number' && !(await processAlive(pid))) {
+      await removeRunDir(ctx.paths, name);
+      removed.push(name);
+    }
+  }
+  return removed;
+}
+
+/** Builds the previous daemon left `writing`: kill their parent QEMU, drop staging dirs. */
+async function abandonBuilds(ctx: CoreContext, store: StateStore, hooks: ControllerHooks): Promise<string[]> {
+  const abandoned: string[] = [];
+  for (const row of store.listSnapshotRows()) {
+    if (row.status !== 'writing') continue;
+    const stagingPrefix = join(ctx.paths.snapshotsDir, `.staging-${row.tag}-`);
+    for (const pid of await processesUsing(stagingPrefix)) {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      const runId = new RegExp(`${escapeRegExp(ctx.paths.runRoot)}/(sb-[a-z2-7]{16})/`).exec(cmdline)?.[1];
+      await stopForeignQemu(pid, stagingPrefix);
+      if (runId) await removeRunDir(ctx.paths, runId);
+    }
+    for (const name of await readdir(ctx.paths.snapshotsDir).catch(() => [] as string[])) {
+      if (name.startsWith(`.staging-${row.tag}-`))
+        await rm(join(ctx.paths.snapshotsDir, name), { recursive: true, force: true });
+    }
+    const reason = 'the daemon stopped while the snapshot was being built';
+    store.upsertSnapshot(row.tag, 'failed', reason);
+    hooks.event({ event: 'snapshot.failed', snapshotTag: row.tag, reason });
+    abandoned.push(row.tag);
+  }
+  return abandoned;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

@@ -1,0 +1,221 @@
+// The daemon's sandboxes: create (restore N children of a snapshot), TTL expiry, death watch,
+// kill, and state in SQLite. Unlike the local CLI, whose children live only as long as the
+// command, these live until deleted, expired or dead, and survive a daemon restart
+// (reconcile.ts re-adopts them). Lifecycle:
+//   creating -> running -> stopping -> (row deleted) | stopped (expired)
+//   creating | running -> failed (restore failed, QEMU died)
+import { performance } from 'node:perf_hooks';
+import { ForkdError, messageOf } from '../../lib/errors.js';
+import { assertSandboxId, newSandboxId } from '../../lib/ids.js';
+import { assertTag } from '../../lib/tag.js';
+import type { CoreContext } from '../context.js';
+import { defaultRestoreConcurrency, mapWithConcurrency } from '../fork.js';
+import { restoreChild } from '../sandbox.js';
+import { loadSnapshot } from '../snapshot-store.js';
+import type { SandboxRow, SandboxState, StateStore } from '../state/store.js';
+import type { ControllerHooks } from './events.js';
+import { liveFromSandbox, type LiveSandbox } from './live.js';
+
+export const TTL_SECS_RANGE = { min: 1, max: 7 * 24 * 3600 } as const;
+/** Marks a `stopping` row whose DELETE was under way (reconcile finishes it by removing the row). */
+export const DELETING = 'deleting';
+
+export interface CreateSandboxesRequest {
+  snapshotTag: string;
+  n: number;
+  ttlSecs?: number | undefined;
+  memoryLimitMiB?: number | undefined;
+  perChildNetns?: boolean | undefined;
+  metadata?: Record<string, string> | undefined;
+  requestId?: string | undefined;
+}
+
+export class SandboxManager {
+  readonly #live = new Map<string, LiveSandbox>();
+  readonly #ttl = new Map<string, NodeJS.Timeout>();
+  #closing = false;
+
+  constructor(
+    private readonly ctx: CoreContext,
+    private readonly store: StateStore,
+    private readonly hooks: ControllerHooks,
+    private readonly opts: { maxSandboxes: number },
+  ) {}
+
+  get(id: string): SandboxRow {
+    const row = this.store.getSandbox(assertSandboxId(id));
+    if (!row) throw new ForkdError('not_found', `sandbox ${id} not found; list sandboxes with GET /v1/sandboxes`);
+    return row;
+  }
+
+  list(filter: { snapshotTag?: string; state?: SandboxState } = {}): SandboxRow[] {
+    if (filter.snapshotTag !== undefined) assertTag(filter.snapshotTag, 'snapshot tag');
+    return this.store.listSandboxes(filter);
+  }
+
+  /** The live handle of a running sandbox: 404 if unknown, 409 `invalid_state` otherwise. */
+  running(id: string): LiveSandbox {
+    const row = this.get(id);
+    const live = this.#live.get(row.id);
+    if (row.state !== 'running' || !live) {
+      throw new ForkdError(
+        'invalid_state',
+        `sandbox ${id} is ${row.state}, not running${row.reason ? ` (${row.reason})` : ''}; start a new one with POST /v1/sandboxes`,
+        { details: { state: row.state, expected: 'running' } },
+      );
+    }
+    return live;
+  }
+
+  /** Restores `n` children; resolves when every one is ready or failed (each row says which). */
+  async create(req: CreateSandboxesRequest): Promise<SandboxRow[]> {
+    if (this.#closing) throw new ForkdError('unavailable', 'the daemon is shutting down; retry against its successor');
+    const tag = assertTag(req.snapshotTag, 'snapshot tag');
+    const snap = await loadSnapshot(this.ctx, tag);
+    const active = this.store.countActive();
+    if (active + req.n > this.opts.maxSandboxes) {
+      throw new ForkdError(
+        'busy',
+        `${req.n} more sandbox(es) would exceed --max-sandboxes ${this.opts.maxSandboxes} (${active} active); delete some first`,
+      );
+    }
+    // No await between the count above and these inserts: concurrent creates cannot both pass.
+    const t0 = performance.now();
+    const now = new Date();
+    const ids = Array.from({ length: req.n }, () => newSandboxId());
+    for (const id of ids) {
+      this.store.insertSandbox({
+        id,
+        snapshotTag: tag,
+        state: 'creating',
+        pid: null,
+        accel: this.ctx.facts.accel.accel,
+        createdAt: now.toISOString(),
+        updatedAt: now.toISOString(),
+        expiresAt: req.ttlSecs === undefined ? null : new Date(now.getTime() + req.ttlSecs * 1000).toISOString(),
+        memoryLimitMiB: req.memoryLimitMiB ?? null,
+        perChildNetns: req.perChildNetns ?? false,
+        metadata: req.metadata ?? {},
+        reason: null,
+      });
+    }
+    const settled = await mapWithConcurrency(req.n, defaultRestoreConcurrency(), async (i) => {
+      const id = ids[i]!;
+      const sandbox = await restoreChild(this.ctx, snap, { id });
+      this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
+      this.store.updateSandbox(id, { state: 'running', pid: sandbox.pid });
+      this.#adopt(liveFromSandbox(sandbox), req.requestId);
+      this.hooks.event({ event: 'sandbox.created', sandboxId: id, snapshotTag: tag, requestId: req.requestId });
+    });
+    settled.forEach((s, i) => {
+      if (s.status === 'fulfilled') return;
+      const id = ids[i]!;
+      const reason = `restore failed: ${messageOf(s.reason).split('\n')[0]}`;
+      this.store.updateSandbox(id, { state: 'failed', reason });
+      this.hooks.event({ event: 'sandbox.failed', sandboxId: id, snapshotTag: tag, reason, requestId: req.requestId });
+      this.ctx.logger.warn('sandbox restore failed', { sandbox: id, error: messageOf(s.reason) });
+    });
+    if (settled.every((s) => s.status === 'rejected')) {
+      const first: unknown = (settled[0] as PromiseRejectedResult).reason;
+      throw first instanceof ForkdError
+        ? first
+        : new ForkdError('vmm_error', `no sandbox of ${tag} could be restored: ${messageOf(first)}`, { cause: first });
+    }
+    return ids.map((id) => this.get(id));
+  }
+
+  /** Stops a sandbox (any state but `creating`) and forgets it. */
+  async delete(id: string, requestId?: string): Promise<void> {
+    const row = this.get(id);
+    if (row.state === 'creating') {
+      throw new ForkdError('invalid_state', `sandbox ${id} is still creating; delete it once it is running`, {
+        details: { state: row.state },
+      });
+    }
+    if (row.state === 'running' || row.state === 'stopping') {
+      this.store.updateSandbox(row.id, { state: 'stopping', reason: DELETING });
+      await this.#stop(row.id);
+      this.hooks.event({ event: 'sandbox.killed', sandboxId: row.id, snapshotTag: row.snapshotTag, requestId });
+    }
+    this.store.deleteSandbox(row.id);
+  }
+
+  /** Take over a live sandbox: death watch and TTL timer. */
+  #adopt(live: LiveSandbox, requestId?: string): void {
+    if (this.#closing) return live.detach(); // shutting down: the next daemon adopts it
+    this.#live.set(live.id, live);
+    void live.exited.then((reason) => this.#onExit(live.id, reason, requestId));
+    const expiresAt = this.store.getSandbox(live.id)?.expiresAt;
+    if (expiresAt) this.#armTtl(live.id, Date.parse(expiresAt) - Date.now());
+  }
+
+  /** Used by reconciliation for a sandbox re-attached after a restart. */
+  adoptRunning(live: LiveSandbox): void {
+    this.#adopt(live);
+  }
+
+  #armTtl(id: string, inMs: number): void {
+    const timer = setTimeout(() => void this.#expire(id), Math.max(0, inMs));
+    timer.unref();
+    this.#ttl.set(id, timer);
+  }
+
+  async #expire(id: string): Promise<void> {
+    this.#ttl.delete(id);
+    const row = this.store.getSandbox(id);
+    if (row?.state !== 'running') return;
+    this.store.updateSandbox(id, { state: 'stopping', reason: 'expired' });
+    await this.#stop(id);
+    this.store.updateSandbox(id, { state: 'stopped', reason: 'expired (ttl_secs elapsed)' });
+    this.hooks.event({ event: 'sandbox.expired', sandboxId: id, snapshotTag: row.snapshotTag });
+  }
+
+  async #stop(id: string): Promise<void> {
+    clearTimeout(this.#ttl.get(id));
+    this.#ttl.delete(id);
+    const live = this.#live.get(id);
+    this.#live.delete(id);
+    if (live) await live.kill();
+  }
+
+  /** QEMU went away. Unless we were stopping it, the sandbox failed: clean up and record why. */
+  async #onExit(id: string, reason: string, requestId?: string): Promise<void> {
+    if (this.#closing) return;
+    const row = this.store.getSandbox(id);
+    const live = this.#live.get(id);
+    if (!row || row.state !== 'running' || !live) return;
+    this.#live.delete(id);
+    clearTimeout(this.#ttl.get(id));
+    this.#ttl.delete(id);
+    this.store.updateSandbox(id, { state: 'failed', reason });
+    await live
+      .kill()
+      .catch((err: unknown) => this.ctx.logger.warn('cleanup failed', { sandbox: id, error: messageOf(err) }));
+    this.ctx.logger.warn('sandbox failed', { sandbox: id, reason });
+    this.hooks.event({ event: 'sandbox.failed', sandboxId: id, snapshotTag: row.snapshotTag, reason, requestId });
+  }
+
+  /** Daemon shutdown: kill every sandbox, or leave them running for the next daemon to adopt. */
+  async close(opts: { kill: boolean }): Promise<void> {
+    this.#closing = true;
+    for (const t of this.#ttl.values()) clearTimeout(t);
+    this.#ttl.clear();
+    const lives = [...this.#live.values()];
+    this.#live.clear();
+    if (!opts.kill) {
+      for (const l of lives) l.detach();
+      return;
+    }
+    await Promise.allSettled(
+      lives.map(async (l) => {
+        await l.kill();
+        this.store.deleteSandbox(l.id);
+        this.hooks.event({ event: 'sandbox.killed', sandboxId: l.id, reason: 'daemon exit (--kill-on-exit)' });
+      }),
+    );
+  }
+
+  get liveCount(): number {
+    return this.#live.size;
+  }
+}

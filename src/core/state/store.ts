@@ -1,0 +1,279 @@
+// The daemon's state in SQLite (WAL) at <data-dir>/forkd.db: sandboxes and the snapshots it
+// builds. Snapshot *files* stay the truth for what a snapshot is (snapshot.json); a row only
+// adds what the files cannot say (a build in progress or failed). The database is opened in
+// exclusive locking mode: a second daemon on the same data dir cannot open it (SQLITE_BUSY),
+// which is exactly the one-daemon-per-data-dir rule.
+import Database from 'better-sqlite3';
+import { chmodSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ForkdError, messageOf } from '../../lib/errors.js';
+
+export const SANDBOX_STATES = ['creating', 'running', 'stopping', 'stopped', 'failed'] as const;
+export type SandboxState = (typeof SANDBOX_STATES)[number];
+/** States in which a QEMU process may exist and the sandbox counts against the cap. */
+export const ACTIVE_STATES: readonly SandboxState[] = ['creating', 'running', 'stopping'];
+
+export const SNAPSHOT_STATUSES = ['writing', 'ready', 'failed'] as const;
+export type SnapshotStatus = (typeof SNAPSHOT_STATUSES)[number];
+
+export interface SandboxRow {
+  id: string;
+  snapshotTag: string;
+  state: SandboxState;
+  pid: number | null;
+  accel: string;
+  createdAt: string;
+  updatedAt: string;
+  expiresAt: string | null;
+  memoryLimitMiB: number | null;
+  perChildNetns: boolean;
+  metadata: Record<string, string>;
+  /** Why a sandbox is `failed` or `stopped` (e.g. "expired", "qemu exited: signal SIGKILL"). */
+  reason: string | null;
+}
+
+export interface SnapshotRow {
+  tag: string;
+  status: SnapshotStatus;
+  createdAt: string;
+  updatedAt: string;
+  error: string | null;
+}
+
+interface RawSandbox {
+  id: string;
+  snapshot_tag: string;
+  state: string;
+  pid: number | null;
+  accel: string;
+  created_at: string;
+  updated_at: string;
+  expires_at: string | null;
+  memory_limit_mib: number | null;
+  per_child_netns: number;
+  metadata: string;
+  reason: string | null;
+}
+
+interface RawSnapshot {
+  tag: string;
+  status: string;
+  created_at: string;
+  updated_at: string;
+  error: string | null;
+}
+
+const SCHEMA_VERSION = 1;
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS sandboxes (
+  id TEXT PRIMARY KEY,
+  snapshot_tag TEXT NOT NULL,
+  state TEXT NOT NULL,
+  pid INTEGER,
+  accel TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  expires_at TEXT,
+  memory_limit_mib INTEGER,
+  per_child_netns INTEGER NOT NULL DEFAULT 0,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  reason TEXT
+);
+CREATE INDEX IF NOT EXISTS sandboxes_by_tag ON sandboxes (snapshot_tag);
+CREATE TABLE IF NOT EXISTS snapshots (
+  tag TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  error TEXT
+);
+`;
+
+export class StateStore {
+  private constructor(
+    private readonly db: Database.Database,
+    readonly path: string,
+  ) {}
+
+  /** Opens (creating) <dataDir>/forkd.db, mode 0600, and takes the exclusive lock. */
+  static open(dataDir: string): StateStore {
+    mkdirSync(dataDir, { recursive: true, mode: 0o755 });
+    const path = join(dataDir, 'forkd.db');
+    let db: Database.Database;
+    try {
+      db = new Database(path, { timeout: 0 });
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.exec('BEGIN IMMEDIATE; COMMIT');
+    } catch (err) {
+      const busy = (err as { code?: string }).code === 'SQLITE_BUSY';
+      throw new ForkdError(
+        busy ? 'conflict' : 'host_error',
+        busy
+          ? `${path} is locked: another forkd-controller uses the data dir ${dataDir}; stop it or pick another --data-dir`
+          : `cannot open the state database ${path}: ${messageOf(err)}`,
+        { cause: err },
+      );
+    }
+    chmodSync(path, 0o600);
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) {
+      db.close();
+      throw new ForkdError(
+        'host_error',
+        `${path} has schema version ${version}, newer than this forkd-controller understands (${SCHEMA_VERSION}); upgrade forkd`,
+      );
+    }
+    db.exec(SCHEMA);
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    return new StateStore(db, path);
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  // ---- sandboxes ----
+
+  insertSandbox(row: SandboxRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO sandboxes (id, snapshot_tag, state, pid, accel, created_at, updated_at, expires_at,
+           memory_limit_mib, per_child_netns, metadata, reason)
+         VALUES (@id, @snapshot_tag, @state, @pid, @accel, @created_at, @updated_at, @expires_at,
+           @memory_limit_mib, @per_child_netns, @metadata, @reason)`,
+      )
+      .run(toRaw(row));
+  }
+
+  getSandbox(id: string): SandboxRow | undefined {
+    const raw = this.db.prepare('SELECT * FROM sandboxes WHERE id = ?').get(id) as RawSandbox | undefined;
+    return raw && fromRaw(raw);
+  }
+
+  listSandboxes(filter: { snapshotTag?: string; state?: SandboxState } = {}): SandboxRow[] {
+    const where: string[] = [];
+    const args: string[] = [];
+    if (filter.snapshotTag !== undefined) {
+      where.push('snapshot_tag = ?');
+      args.push(filter.snapshotTag);
+    }
+    if (filter.state !== undefined) {
+      where.push('state = ?');
+      args.push(filter.state);
+    }
+    const sql = `SELECT * FROM sandboxes ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`;
+    return (this.db.prepare(sql).all(...args) as RawSandbox[]).map(fromRaw);
+  }
+
+  countActive(): number {
+    const row = this.db
+      .prepare(`SELECT count(*) AS n FROM sandboxes WHERE state IN ('creating', 'running', 'stopping')`)
+      .get() as { n: number };
+    return row.n;
+  }
+
+  countByState(): Record<SandboxState, number> {
+    const out = Object.fromEntries(SANDBOX_STATES.map((s) => [s, 0])) as Record<SandboxState, number>;
+    for (const r of this.db.prepare('SELECT state, count(*) AS n FROM sandboxes GROUP BY state').all() as {
+      state: SandboxState;
+      n: number;
+    }[])
+      out[r.state] = r.n;
+    return out;
+  }
+
+  updateSandbox(id: string, patch: { state?: SandboxState; pid?: number | null; reason?: string | null }): void {
+    const current = this.getSandbox(id);
+    if (!current) return;
+    this.db
+      .prepare('UPDATE sandboxes SET state = ?, pid = ?, reason = ?, updated_at = ? WHERE id = ?')
+      .run(
+        patch.state ?? current.state,
+        patch.pid === undefined ? current.pid : patch.pid,
+        patch.reason === undefined ? current.reason : patch.reason,
+        new Date().toISOString(),
+        id,
+      );
+  }
+
+  deleteSandbox(id: string): void {
+    this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id);
+  }
+
+  // ---- snapshots (only what the files cannot say) ----
+
+  upsertSnapshot(tag: string, status: SnapshotStatus, error: string | null = null): void {
+    const now = new Date().toISOString();
+    this.db
+      .prepare(
+        `INSERT INTO snapshots (tag, status, created_at, updated_at, error) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (tag) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at, error = excluded.error`,
+      )
+      .run(tag, status, now, now, error);
+  }
+
+  getSnapshot(tag: string): SnapshotRow | undefined {
+    const raw = this.db.prepare('SELECT * FROM snapshots WHERE tag = ?').get(tag) as RawSnapshot | undefined;
+    return raw && snapFromRaw(raw);
+  }
+
+  listSnapshotRows(): SnapshotRow[] {
+    return (this.db.prepare('SELECT * FROM snapshots ORDER BY tag').all() as RawSnapshot[]).map(snapFromRaw);
+  }
+
+  deleteSnapshot(tag: string): void {
+    this.db.prepare('DELETE FROM snapshots WHERE tag = ?').run(tag);
+  }
+}
+
+function toRaw(row: SandboxRow): RawSandbox {
+  return {
+    id: row.id,
+    snapshot_tag: row.snapshotTag,
+    state: row.state,
+    pid: row.pid,
+    accel: row.accel,
+    created_at: row.createdAt,
+    updated_at: row.updatedAt,
+    expires_at: row.expiresAt,
+    memory_limit_mib: row.memoryLimitMiB,
+    per_child_netns: row.perChildNetns ? 1 : 0,
+    metadata: JSON.stringify(row.metadata),
+    reason: row.reason,
+  };
+}
+
+function fromRaw(raw: RawSandbox): SandboxRow {
+  let metadata: Record<string, string> = {};
+  try {
+    metadata = JSON.parse(raw.metadata) as Record<string, string>;
+  } catch {
+    /* a damaged cell must not hide the sandbox */
+  }
+  return {
+    id: raw.id,
+    snapshotTag: raw.snapshot_tag,
+    state: (SANDBOX_STATES as readonly string[]).includes(raw.state) ? (raw.state as SandboxState) : 'failed',
+    pid: raw.pid,
+    accel: raw.accel,
+    createdAt: raw.created_at,
+    updatedAt: raw.updated_at,
+    expiresAt: raw.expires_at,
+    memoryLimitMiB: raw.memory_limit_mib,
+    perChildNetns: raw.per_child_netns === 1,
+    metadata,
+    reason: raw.reason,
+  };
+}
+
+function snapFromRaw(raw: RawSnapshot): SnapshotRow {
+  return {
+    tag: raw.tag,
+    status: (SNAPSHOT_STATUSES as readonly string[]).includes(raw.status) ? (raw.status as SnapshotStatus) : 'failed',
+    createdAt: raw.created_at,
+    updatedAt: raw.updated_at,
+    error: raw.error,
+  };
+}
