@@ -5,6 +5,7 @@
 //   FORKD_AGENT_DEVICE  use this char device instead of looking up org.forkd.agent in sysfs
 //   FORKD_AGENT_LOG     debug | info | warn | error (default info)
 import { createAgent, DEFAULT_GUESTCTL } from './agent.js';
+import { installKernelRandom } from './kernel-random.js';
 import { createGuestLog, type GuestLogLevel } from './log.js';
 import { CharDevPort, waitForAgentPort } from './port.js';
 
@@ -15,6 +16,9 @@ const log = createGuestLog(level satisfies GuestLogLevel);
 // The agent is the sandbox's only door: a bug in one request must not take it down.
 process.on('uncaughtException', (err) => log.error('uncaught exception', { error: String(err), stack: err.stack }));
 process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: String(err) }));
+
+// Before anything else: no OpenSSL DRBG state that a snapshot could copy into siblings.
+installKernelRandom();
 
 const agent = createAgent({
   guestctlPath: env.FORKD_GUESTCTL ?? DEFAULT_GUESTCTL,

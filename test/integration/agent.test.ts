@@ -55,6 +55,18 @@ describe('guest agent in forked children', () => {
   test('each child has its own random bytes, hostname and the host clock', async () => {
     const rand = await Promise.all(children.map((c) => sh(c, 'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"')));
     assert.equal(new Set(rand).size, 3, `urandom must differ: ${rand.join(' ')}`);
+    const js = await Promise.all(
+      children.map((c) =>
+        c.agent.eval({
+          code: "[require('crypto').randomBytes(16).toString('hex'), require('crypto').randomUUID(), Math.random()]",
+        }),
+      ),
+    );
+    assert.equal(
+      new Set(js.map((r) => JSON.stringify(r.value))).size,
+      3,
+      'Node crypto and Math.random differ per child',
+    );
     const names = await Promise.all(children.map((c) => sh(c, 'hostname')));
     assert.deepEqual(
       names,

@@ -38,7 +38,10 @@ describe('forkd CLI in local mode', () => {
   test('fork --json reports each child; a failing command exits 1', async () => {
     const r = await runCli(['fork', '--tag', tag, '-n', '2', '--exec', 'echo $(hostname); exit 7', '--json']);
     assert.equal(r.code, 1);
-    const report = JSON.parse(r.stdout) as { ready: number; children: { id: string; output: { exitCode: number; stdout: string } }[] };
+    const report = JSON.parse(r.stdout) as {
+      ready: number;
+      children: { id: string; output: { exitCode: number; stdout: string } }[];
+    };
     assert.equal(report.ready, 2);
     for (const c of report.children) {
       assert.equal(c.output.exitCode, 7);

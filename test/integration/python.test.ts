@@ -35,7 +35,10 @@ describe('python3-numpy image: warm eval in forked children', () => {
       assert.equal(r.error, undefined, JSON.stringify(r.error));
       assert.deepEqual(r.value, [0, 0, 0, 0, 0]);
       // numpy came from the snapshot: the worker did not import it again in this child.
-      const mods = await c.agent.eval({ code: 'import sys\n"numpy" in sys.modules and int(np.arange(4).sum())', language: 'python' });
+      const mods = await c.agent.eval({
+        code: 'import sys\n"numpy" in sys.modules and int(np.arange(4).sum())',
+        language: 'python',
+      });
       assert.equal(mods.value, 6);
       await c.agent.eval({ code: 'acc = [1, 2]', language: 'python' });
       const state = await c.agent.eval({ code: 'print("len", len(acc)); acc + [3]', language: 'python' });
@@ -43,7 +46,10 @@ describe('python3-numpy image: warm eval in forked children', () => {
       assert.equal(state.stdout, 'len 2\n');
       const err = await c.agent.eval({ code: '1/0', language: 'python' });
       assert.equal(err.error?.name, 'ZeroDivisionError');
-      const exec = await c.agent.exec({ argv: ['python3', '-c', 'import numpy; print(numpy.__version__)'], timeoutMs: 60_000 });
+      const exec = await c.agent.exec({
+        argv: ['python3', '-c', 'import numpy; print(numpy.__version__)'],
+        timeoutMs: 60_000,
+      });
       assert.equal(exec.exitCode, 0, exec.stderr.toString());
       assert.match(exec.stdout.toString(), /^\d+\.\d+/);
     } finally {
@@ -52,7 +58,18 @@ describe('python3-numpy image: warm eval in forked children', () => {
   });
 
   test('forkd fork --eval --language python prints each child value', async () => {
-    const r = await runCli(['fork', '--tag', tag, '-n', '2', '--eval', 'numpy.zeros(5).tolist()', '--language', 'python', '--json']);
+    const r = await runCli([
+      'fork',
+      '--tag',
+      tag,
+      '-n',
+      '2',
+      '--eval',
+      'numpy.zeros(5).tolist()',
+      '--language',
+      'python',
+      '--json',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout) as { ready: number; children: { output: { value: unknown; ok: boolean } }[] };
     assert.equal(report.ready, 2);
