@@ -1,4 +1,110 @@
 #!/usr/bin/env node
-// The controller daemon arrives with issue 4; until then this entry says so plainly.
-process.stderr.write('forkd-controller: the daemon is not built yet (see issue 4); use the local `forkd` CLI\n');
-process.exitCode = 1;
+// forkd-controller: the daemon's entry point. Parses argv, loads the config (flags win over
+// env vars), starts the daemon (src/api/daemon.ts is the composition root) and owns the
+// process: signals, exit codes. Start-up refusals print one line each and exit 2.
+import { parseArgs } from 'node:util';
+import { loadControllerConfig } from '../lib/config.js';
+import { messageOf } from '../lib/errors.js';
+import { FORKD_VERSION } from '../lib/version.js';
+import { startDaemon } from '../api/daemon.js';
+import { StartupRefusal } from '../api/posture.js';
+
+const USAGE = `usage: forkd-controller serve [options]
+
+  --bind ADDR              IP:PORT, [IPv6]:PORT or unix:/path (FORKD_BIND, default 127.0.0.1:8889)
+  --data-dir DIR           images, snapshots, run dirs, forkd.db (FORKD_DATA_DIR, default /var/lib/forkd)
+  --token-file FILE        bearer token, mode 0600, >= 16 bytes (FORKD_TOKEN_FILE); required off loopback
+  --tls-cert FILE          PEM certificate chain (FORKD_TLS_CERT); with --tls-key
+  --tls-key FILE           PEM private key, mode 0600 (FORKD_TLS_KEY); with --tls-cert
+  --audit-log FILE         JSON lines (FORKD_AUDIT_LOG, default /var/log/forkd/audit.log); SIGHUP reopens
+  --branch-concurrency N   BRANCH operations at once, >= 1 (FORKD_BRANCH_CONCURRENCY, default 4)
+  --max-sandboxes N        active sandboxes at most (FORKD_MAX_SANDBOXES, default 1000)
+  --kill-on-exit           stop every sandbox on SIGTERM/SIGINT (default: they keep running and
+                           the next daemon re-adopts them)
+  --insecure-no-tls        allow plain HTTP on a non-loopback address (behind a TLS proxy only)
+`;
+
+function refuse(lines: string[]): number {
+  for (const line of lines) process.stderr.write(`forkd-controller: refusing to start: ${line}\n`);
+  return 2;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        bind: { type: 'string' },
+        'data-dir': { type: 'string' },
+        'token-file': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'audit-log': { type: 'string' },
+        'branch-concurrency': { type: 'string' },
+        'max-sandboxes': { type: 'string' },
+        'kill-on-exit': { type: 'boolean' },
+        'insecure-no-tls': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`forkd-controller: ${messageOf(err)}\n${USAGE}`);
+    return 2;
+  }
+  const { values: v, positionals } = parsed;
+  if (v.version) {
+    process.stdout.write(`forkd-controller ${FORKD_VERSION}\n`);
+    return 0;
+  }
+  if (v.help || positionals[0] !== 'serve' || positionals.length > 1) {
+    (v.help ? process.stdout : process.stderr).write(USAGE);
+    return v.help ? 0 : 2;
+  }
+  let daemon;
+  try {
+    const cfg = loadControllerConfig({
+      bind: v.bind,
+      dataDir: v['data-dir'],
+      tokenFile: v['token-file'],
+      tlsCert: v['tls-cert'],
+      tlsKey: v['tls-key'],
+      auditLog: v['audit-log'],
+      branchConcurrency: v['branch-concurrency'],
+      maxSandboxes: v['max-sandboxes'],
+      killOnExit: v['kill-on-exit'],
+      insecureNoTls: v['insecure-no-tls'],
+    });
+    daemon = await startDaemon(cfg);
+  } catch (err) {
+    return refuse(err instanceof StartupRefusal ? err.problems : [messageOf(err).split('\n')[0]!]);
+  }
+  const d = daemon;
+  process.on('SIGHUP', () => d.reopenAuditLog());
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const stop = (sig: NodeJS.Signals): void => {
+      if (++signals > 1) {
+        d.logger.warn('second signal: exiting without finishing the shutdown', { signal: sig });
+        resolve(1);
+        return;
+      }
+      d.logger.info('signal received', { signal: sig });
+      d.shutdown().then(
+        () => resolve(0),
+        (err: unknown) => {
+          d.logger.error('shutdown failed', { error: messageOf(err) });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+}
+
+// Exit explicitly: QEMU children left running on purpose must not keep this process alive.
+process.exit(await main(process.argv.slice(2)));

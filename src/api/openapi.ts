@@ -1,0 +1,410 @@
+// The API contract: an OpenAPI 3.1 document, committed as this TS object and served as
+// /v1/openapi.json. It is not documentation beside the code: the router is built from its
+// `paths`, every request is validated against its schemas before a handler runs, and the
+// integration tests validate every response against it. Change the API here first.
+import { TAG_PATTERN } from '../lib/tag.js';
+import { SANDBOX_ID_PATTERN } from '../lib/ids.js';
+import { ERROR_CODES } from '../lib/errors.js';
+import { FORKD_VERSION } from '../lib/version.js';
+import { MEM_MIB_RANGE, VCPU_RANGE } from '../core/snapshot-create.js';
+import { FORK_N_RANGE } from '../core/fork.js';
+import { TTL_SECS_RANGE } from '../core/controller/sandboxes.js';
+import { SANDBOX_STATES, SNAPSHOT_STATUSES } from '../core/state/store.js';
+import { MAX_EVAL_CODE_BYTES, MAX_EXEC_STDIN_BYTES, MAX_LIST_ENTRIES, MAX_PATH_BYTES } from '../protocol/limits.js';
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+type Schema = { [k: string]: Json };
+
+const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` });
+const str = (extra: Schema = {}): Schema => ({ type: 'string', ...extra });
+const int = (min: number, max: number, extra: Schema = {}): Schema => ({
+  type: 'integer',
+  minimum: min,
+  maximum: max,
+  ...extra,
+});
+const nullable = (s: Schema): Schema => ({ anyOf: [s, { type: 'null' }] });
+const obj = (required: string[], properties: Record<string, Schema>, extra: Schema = {}): Schema => ({
+  type: 'object',
+  required,
+  properties,
+  additionalProperties: false,
+  ...extra,
+});
+const arr = (items: Schema, extra: Schema = {}): Schema => ({ type: 'array', items, ...extra });
+const bool = { type: 'boolean' } as const;
+const json = (schema: Schema): Schema => ({ content: { 'application/json': { schema } } });
+const reply = (description: string, schema: Schema): Schema => ({ description, ...json(schema) });
+const noContent = { description: 'done, no body' } as const;
+
+export const SECONDS_MAX_BOOT_WAIT = 60;
+export const EXEC_TIMEOUT_SECS = { min: 1, max: 86_400, default: 60 } as const;
+export const EVAL_TIMEOUT_SECS = { min: 1, max: 3600, default: 30 } as const;
+export const METADATA_LIMITS = { entries: 32, keyChars: 64, valueChars: 1024 } as const;
+
+const pathQuery = {
+  name: 'path',
+  in: 'query',
+  required: true,
+  description: 'absolute path inside the guest',
+  schema: str({ minLength: 1, maxLength: MAX_PATH_BYTES, pattern: '^/[^\\u0000]*$' }),
+};
+const trueFalse = str({ enum: ['true', 'false'] });
+const tagParam = { name: 'tag', in: 'path', required: true, schema: ref('Tag') };
+const idParam = { name: 'id', in: 'path', required: true, schema: ref('SandboxId') };
+const errors = { default: reply('error: {"error","code"}', ref('Error')) };
+
+const schemas: Record<string, Schema> = {
+  Tag: str({ pattern: TAG_PATTERN.source, description: '1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit' }),
+  SandboxId: str({ pattern: SANDBOX_ID_PATTERN.source }),
+  Timestamp: str({
+    description: 'RFC 3339, UTC, milliseconds',
+    pattern: '^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z$',
+  }),
+  Error: obj(['error', 'code'], {
+    error: str({ description: 'what is wrong and what to do' }),
+    code: str({ enum: Object.keys(ERROR_CODES) }),
+    request_id: str(),
+  }),
+  Health: obj(['ok'], { ok: { const: true } }),
+  Version: obj(['version', 'api', 'node', 'qemu', 'accel'], {
+    version: str(),
+    api: { const: 'v1' },
+    node: str(),
+    qemu: str(),
+    accel: str({ enum: ['kvm', 'tcg'] }),
+  }),
+  Snapshot: obj(
+    [
+      'tag',
+      'status',
+      'created_at',
+      'error',
+      'image',
+      'mem_mib',
+      'vcpus',
+      'accel',
+      'qemu_version',
+      'logical_bytes',
+      'disk_bytes',
+      'parent_tag',
+      'branched_from',
+      'ancestors',
+      'dependents',
+      'in_use_by',
+    ],
+    {
+      tag: ref('Tag'),
+      status: str({ enum: [...SNAPSHOT_STATUSES] }),
+      created_at: str(),
+      error: nullable(str()),
+      image: nullable(str()),
+      mem_mib: nullable({ type: 'integer' }),
+      vcpus: nullable({ type: 'integer' }),
+      accel: nullable(str({ enum: ['kvm', 'tcg'] })),
+      qemu_version: nullable(str()),
+      logical_bytes: { type: 'integer', minimum: 0 },
+      disk_bytes: { type: 'integer', minimum: 0 },
+      parent_tag: nullable(ref('Tag')),
+      branched_from: nullable(str()),
+      ancestors: arr(ref('Tag'), { description: 'root first, direct parent last' }),
+      dependents: arr(ref('Tag')),
+      in_use_by: arr(str()),
+    },
+  ),
+  SnapshotList: obj(['snapshots'], { snapshots: arr(ref('Snapshot')) }),
+  CreateSnapshot: obj(['tag'], {
+    tag: ref('Tag'),
+    image: { ...ref('Tag'), default: 'default' },
+    mem_mib: int(MEM_MIB_RANGE.min, MEM_MIB_RANGE.max, { default: 512 }),
+    vcpus: int(VCPU_RANGE.min, VCPU_RANGE.max, { default: 1 }),
+    warmup: arr(str({ minLength: 1, maxLength: 16_384 }), { maxItems: 64, default: [] }),
+    boot_wait_secs: int(1, SECONDS_MAX_BOOT_WAIT, {
+      default: SECONDS_MAX_BOOT_WAIT,
+      description: 'readiness timeout of the parent boot (the agent answering), not a sleep',
+    }),
+  }),
+  Metadata: {
+    type: 'object',
+    maxProperties: METADATA_LIMITS.entries,
+    propertyNames: { pattern: `^[A-Za-z0-9_.-]{1,${METADATA_LIMITS.keyChars}}$` },
+    additionalProperties: str({ maxLength: METADATA_LIMITS.valueChars }),
+  },
+  Sandbox: obj(
+    [
+      'id',
+      'snapshot_tag',
+      'state',
+      'pid',
+      'created_at',
+      'expires_at',
+      'accel',
+      'memory_limit_mib',
+      'per_child_netns',
+      'netns',
+      'metadata',
+      'reason',
+      'warnings',
+    ],
+    {
+      id: ref('SandboxId'),
+      snapshot_tag: ref('Tag'),
+      state: str({ enum: [...SANDBOX_STATES] }),
+      pid: nullable({ type: 'integer' }),
+      created_at: ref('Timestamp'),
+      expires_at: nullable(ref('Timestamp')),
+      accel: str({ enum: ['kvm', 'tcg'] }),
+      memory_limit_mib: nullable({ type: 'integer', description: 'as requested; NOT enforced yet' }),
+      per_child_netns: { ...bool, description: 'as requested; NOT enforced yet' },
+      netns: { type: 'null', description: 'the network namespace; none until the isolation issue lands' },
+      metadata: ref('Metadata'),
+      reason: nullable(str()),
+      warnings: arr(str()),
+    },
+  ),
+  SandboxList: obj(['sandboxes'], { sandboxes: arr(ref('Sandbox')) }),
+  CreateSandboxes: obj(['snapshot_tag'], {
+    snapshot_tag: ref('Tag'),
+    n: int(FORK_N_RANGE.min, FORK_N_RANGE.max, { default: 1 }),
+    memory_limit_mib: int(64, 1_048_576, { description: 'accepted, NOT enforced yet (isolation issue)' }),
+    per_child_netns: { ...bool, default: false, description: 'accepted, NOT enforced yet (isolation issue)' },
+    ttl_secs: int(TTL_SECS_RANGE.min, TTL_SECS_RANGE.max),
+    metadata: ref('Metadata'),
+  }),
+  CreatedSandboxes: obj(['sandboxes', 'warnings'], { sandboxes: arr(ref('Sandbox')), warnings: arr(str()) }),
+  Exec: {
+    ...obj([], {
+      args: arr(str({ maxLength: 128 * 1024 }), { minItems: 1, maxItems: 4096, description: 'argv, no shell' }),
+      cmd: str({ minLength: 1, maxLength: 256 * 1024, description: 'run by /bin/sh -c' }),
+      env: {
+        type: 'object',
+        maxProperties: 4096,
+        propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+        additionalProperties: str({ maxLength: 128 * 1024 }),
+      },
+      cwd: str({ minLength: 1, maxLength: MAX_PATH_BYTES, pattern: '^/[^\\u0000]*$' }),
+      stdin: str({ maxLength: MAX_EXEC_STDIN_BYTES, description: 'UTF-8 text' }),
+      timeout_secs: int(EXEC_TIMEOUT_SECS.min, EXEC_TIMEOUT_SECS.max, { default: EXEC_TIMEOUT_SECS.default }),
+    }),
+    oneOf: [{ required: ['args'] }, { required: ['cmd'] }],
+  },
+  ExecResult: obj(['exit_code', 'signal', 'stdout', 'stderr', 'truncated', 'timed_out', 'duration_ms'], {
+    exit_code: nullable({ type: 'integer' }),
+    signal: nullable(str()),
+    stdout: str({ description: 'UTF-8 (invalid sequences replaced)' }),
+    stderr: str(),
+    truncated: bool,
+    timed_out: bool,
+    duration_ms: { type: 'number', minimum: 0 },
+  }),
+  ExecStreamLine: {
+    description: 'one NDJSON line of a streaming exec: output chunks as they come, then one exit or error line',
+    oneOf: [
+      obj(['type', 'data'], { type: str({ enum: ['stdout', 'stderr'] }), data: str() }),
+      obj(['type', 'exit_code', 'signal', 'truncated', 'timed_out', 'duration_ms'], {
+        type: { const: 'exit' },
+        exit_code: nullable({ type: 'integer' }),
+        signal: nullable(str()),
+        truncated: bool,
+        timed_out: bool,
+        duration_ms: { type: 'number', minimum: 0 },
+      }),
+      obj(['type', 'error', 'code'], { type: { const: 'error' }, error: str(), code: str() }),
+    ],
+  },
+  Eval: obj(['code'], {
+    code: str({ maxLength: MAX_EVAL_CODE_BYTES }),
+    language: str({ enum: ['js', 'python'], default: 'js' }),
+    timeout_secs: int(EVAL_TIMEOUT_SECS.min, EVAL_TIMEOUT_SECS.max, { default: EVAL_TIMEOUT_SECS.default }),
+  }),
+  EvalResult: obj(['value', 'stdout', 'stderr', 'truncated', 'error'], {
+    value: { description: 'the JSON value of the last expression' },
+    stdout: str(),
+    stderr: str(),
+    truncated: bool,
+    error: nullable(obj(['name', 'message'], { name: str(), message: str(), stack: str() })),
+  }),
+  Ping: obj(['ok', 'uptime_ms', 'agent_version', 'latency_ms'], {
+    ok: { const: true },
+    uptime_ms: { type: 'number', minimum: 0 },
+    agent_version: str(),
+    latency_ms: { type: 'number', minimum: 0 },
+  }),
+  Empty: obj([], {}),
+  FileWritten: obj(['path', 'size', 'sha256'], {
+    path: str(),
+    size: { type: 'integer', minimum: 0 },
+    sha256: str({ pattern: '^[0-9a-f]{64}$' }),
+  }),
+  FileList: obj(['path', 'entries', 'truncated'], {
+    path: str(),
+    entries: arr(
+      obj(['name', 'type', 'size', 'mode', 'mtime_ms'], {
+        name: str(),
+        type: str({ enum: ['file', 'dir', 'symlink', 'other'] }),
+        size: { type: 'integer', minimum: 0 },
+        mode: { type: 'integer', minimum: 0 },
+        mtime_ms: { type: 'number' },
+      }),
+      { maxItems: MAX_LIST_ENTRIES },
+    ),
+    truncated: bool,
+  }),
+};
+
+export const OPENAPI_DOCUMENT = {
+  openapi: '3.1.0',
+  info: {
+    title: 'forkd-controller',
+    version: FORKD_VERSION,
+    description:
+      'Snapshots and copy-on-write sandboxes on one host. Every route but GET /healthz needs `Authorization: Bearer <token>` when the daemon has a token file. Errors are {"error","code"}.',
+  },
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    schemas,
+  },
+  security: [{ bearer: [] }],
+  paths: {
+    '/healthz': {
+      get: { operationId: 'healthz', security: [], responses: { '200': reply('alive', ref('Health')), ...errors } },
+    },
+    '/version': {
+      get: { operationId: 'version', responses: { '200': reply('build facts', ref('Version')), ...errors } },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        responses: {
+          '200': { description: 'Prometheus text format 0.0.4', content: { 'text/plain': { schema: str() } } },
+          ...errors,
+        },
+      },
+    },
+    '/v1/openapi.json': {
+      get: {
+        operationId: 'openapi',
+        responses: { '200': reply('this document', { type: 'object' }), ...errors },
+      },
+    },
+    '/v1/snapshots': {
+      get: {
+        operationId: 'listSnapshots',
+        responses: { '200': reply('all snapshots', ref('SnapshotList')), ...errors },
+      },
+      post: {
+        operationId: 'createSnapshot',
+        description:
+          'Boots a parent from an image, runs the warm-up commands, saves it. Answers at once with status `writing`; poll GET /v1/snapshots/{tag}.',
+        requestBody: { required: true, ...json(ref('CreateSnapshot')) },
+        responses: { '202': reply('build started', ref('Snapshot')), ...errors },
+      },
+    },
+    '/v1/snapshots/{tag}': {
+      parameters: [tagParam],
+      get: { operationId: 'getSnapshot', responses: { '200': reply('one snapshot', ref('Snapshot')), ...errors } },
+      delete: {
+        operationId: 'deleteSnapshot',
+        parameters: [
+          { name: 'cascade', in: 'query', required: false, schema: trueFalse, description: 'also delete dependents' },
+          { name: 'force', in: 'query', required: false, schema: trueFalse, description: 'orphan dependents' },
+        ],
+        responses: {
+          '200': reply('deleted tags, dependents first', obj(['deleted'], { deleted: arr(ref('Tag')) })),
+          ...errors,
+        },
+      },
+    },
+    '/v1/sandboxes': {
+      get: {
+        operationId: 'listSandboxes',
+        parameters: [
+          { name: 'snapshot_tag', in: 'query', required: false, schema: ref('Tag') },
+          { name: 'state', in: 'query', required: false, schema: str({ enum: [...SANDBOX_STATES] }) },
+        ],
+        responses: { '200': reply('sandboxes, oldest first', ref('SandboxList')), ...errors },
+      },
+      post: {
+        operationId: 'createSandboxes',
+        description:
+          'Restores n children of a snapshot; answers when every child is ready (its agent answered) or failed.',
+        requestBody: { required: true, ...json(ref('CreateSandboxes')) },
+        responses: { '201': reply('the sandboxes, each running or failed', ref('CreatedSandboxes')), ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}': {
+      parameters: [idParam],
+      get: { operationId: 'getSandbox', responses: { '200': reply('one sandbox', ref('Sandbox')), ...errors } },
+      delete: { operationId: 'deleteSandbox', responses: { '204': noContent, ...errors } },
+    },
+    '/v1/sandboxes/{id}/exec': {
+      parameters: [idParam],
+      post: {
+        operationId: 'exec',
+        requestBody: { required: true, ...json(ref('Exec')) },
+        responses: { '200': reply('the finished command', ref('ExecResult')), ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/exec/stream': {
+      parameters: [idParam],
+      post: {
+        operationId: 'execStream',
+        requestBody: { required: true, ...json(ref('Exec')) },
+        responses: {
+          '200': {
+            description: 'NDJSON, one ExecStreamLine per line, flushed as output arrives',
+            content: { 'application/x-ndjson': { schema: ref('ExecStreamLine') } },
+          },
+          ...errors,
+        },
+      },
+    },
+    '/v1/sandboxes/{id}/eval': {
+      parameters: [idParam],
+      post: {
+        operationId: 'eval',
+        requestBody: { required: true, ...json(ref('Eval')) },
+        responses: { '200': reply('value or error of the code', ref('EvalResult')), ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/ping': {
+      parameters: [idParam],
+      post: {
+        operationId: 'ping',
+        requestBody: { required: false, ...json(ref('Empty')) },
+        responses: { '200': reply('the agent answered', ref('Ping')), ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/files': {
+      parameters: [idParam, pathQuery],
+      get: {
+        operationId: 'readFile',
+        responses: {
+          '200': {
+            description: 'file bytes',
+            content: { 'application/octet-stream': { schema: str({ contentMediaType: 'application/octet-stream' }) } },
+          },
+          ...errors,
+        },
+      },
+      put: {
+        operationId: 'writeFile',
+        parameters: [{ name: 'mode', in: 'query', required: false, schema: str({ pattern: '^[0-7]{3,4}$' }) }],
+        requestBody: {
+          required: true,
+          content: { 'application/octet-stream': { schema: str({ contentMediaType: 'application/octet-stream' }) } },
+        },
+        responses: { '200': reply('written (atomically)', ref('FileWritten')), ...errors },
+      },
+      delete: {
+        operationId: 'removeFile',
+        parameters: [{ name: 'recursive', in: 'query', required: false, schema: trueFalse }],
+        responses: { '204': noContent, ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/files/list': {
+      parameters: [idParam, pathQuery],
+      get: { operationId: 'listFiles', responses: { '200': reply('directory entries', ref('FileList')), ...errors } },
+    },
+  },
+} as const;

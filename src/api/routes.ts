@@ -1,0 +1,111 @@
+// Handlers of the control routes: health, version, metrics, the document, snapshots and
+// sandboxes. Each one: take validated input, call core, serialize (STYLE rule 2).
+import type { CoreContext } from '../core/context.js';
+import type { SandboxManager } from '../core/controller/sandboxes.js';
+import type { SnapshotService } from '../core/controller/snapshots.js';
+import type { SandboxState } from '../core/state/store.js';
+import type { Handler } from './http.js';
+import type { Metrics } from './metrics.js';
+import { OPENAPI_DOCUMENT } from './openapi.js';
+import { guestHandlers } from './routes-guest.js';
+import { NOT_ENFORCED, sandboxJson, snapshotJson } from './serialize.js';
+
+export interface ApiCore {
+  ctx: CoreContext;
+  sandboxes: SandboxManager;
+  snapshots: SnapshotService;
+  metrics: Metrics;
+  version: { version: string; api: 'v1'; node: string; qemu: string; accel: 'kvm' | 'tcg' };
+}
+
+interface CreateSnapshotBody {
+  tag: string;
+  image: string;
+  mem_mib: number;
+  vcpus: number;
+  warmup: string[];
+  boot_wait_secs: number;
+}
+
+interface CreateSandboxesBody {
+  snapshot_tag: string;
+  n: number;
+  memory_limit_mib?: number;
+  per_child_netns: boolean;
+  ttl_secs?: number;
+  metadata?: Record<string, string>;
+}
+
+export function handlers(core: ApiCore): Record<string, Handler> {
+  const { sandboxes, snapshots } = core;
+  return {
+    healthz: () => Promise.resolve({ status: 200, json: { ok: true } }),
+    version: () => Promise.resolve({ status: 200, json: core.version }),
+    metrics: async () => ({
+      status: 200,
+      text: await core.metrics.render(),
+      contentType: 'text/plain; version=0.0.4; charset=utf-8',
+    }),
+    openapi: () => Promise.resolve({ status: 200, json: OPENAPI_DOCUMENT }),
+
+    listSnapshots: async () => ({ status: 200, json: { snapshots: (await snapshots.list()).map(snapshotJson) } }),
+    getSnapshot: async ({ params }) => ({ status: 200, json: snapshotJson(await snapshots.get(params.tag!)) }),
+    createSnapshot: async ({ body, requestId }) => {
+      const b = body as CreateSnapshotBody;
+      const view = await snapshots.startCreate({
+        tag: b.tag,
+        image: b.image,
+        memMiB: b.mem_mib,
+        vcpus: b.vcpus,
+        warmup: b.warmup,
+        bootWaitSecs: b.boot_wait_secs,
+        requestId,
+      });
+      return { status: 202, json: snapshotJson(view), headers: { Location: `/v1/snapshots/${view.tag}` } };
+    },
+    deleteSnapshot: async ({ params, query, requestId }) => {
+      const deleted = await snapshots.delete(params.tag!, {
+        cascade: query.cascade === 'true',
+        force: query.force === 'true',
+        requestId,
+      });
+      return { status: 200, json: { deleted } };
+    },
+
+    listSandboxes: ({ query }) =>
+      Promise.resolve({
+        status: 200,
+        json: {
+          sandboxes: sandboxes
+            .list({
+              ...(query.snapshot_tag ? { snapshotTag: query.snapshot_tag } : {}),
+              ...(query.state ? { state: query.state as SandboxState } : {}),
+            })
+            .map(sandboxJson),
+        },
+      }),
+    getSandbox: ({ params }) => Promise.resolve({ status: 200, json: sandboxJson(sandboxes.get(params.id!)) }),
+    createSandboxes: async ({ body, requestId }) => {
+      const b = body as CreateSandboxesBody;
+      const rows = await sandboxes.create({
+        snapshotTag: b.snapshot_tag,
+        n: b.n,
+        ttlSecs: b.ttl_secs,
+        memoryLimitMiB: b.memory_limit_mib,
+        perChildNetns: b.per_child_netns,
+        metadata: b.metadata,
+        requestId,
+      });
+      const warnings = [
+        ...(b.memory_limit_mib !== undefined ? [NOT_ENFORCED.memory] : []),
+        ...(b.per_child_netns ? [NOT_ENFORCED.netns] : []),
+      ];
+      return { status: 201, json: { sandboxes: rows.map(sandboxJson), warnings } };
+    },
+    deleteSandbox: async ({ params, requestId }) => {
+      await sandboxes.delete(params.id!, requestId);
+      return { status: 204 };
+    },
+    ...guestHandlers(sandboxes),
+  };
+}

@@ -1,0 +1,112 @@
+// Request (and, for tests, response) validation compiled from the OpenAPI document with ajv:
+// one source for the contract, the router and the checks. ajv earns its place over
+// hand-written checks because the same schemas must also validate every response in the
+// integration tests; two validators of one document would drift.
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import { OPENAPI_DOCUMENT } from './openapi.js';
+
+const SCHEMA_ID = 'forkd-api';
+
+export type Method = 'get' | 'post' | 'put' | 'delete';
+export const METHODS: readonly Method[] = ['get', 'post', 'put', 'delete'];
+
+interface Parameter {
+  name: string;
+  in: 'path' | 'query';
+  required?: boolean;
+  schema: unknown;
+}
+
+export interface Operation {
+  operationId: string;
+  method: Method;
+  template: string;
+  /** Path parameter validators, in template order. */
+  pathParams: { name: string; validate: ValidateFunction }[];
+  query: { name: string; required: boolean; validate: ValidateFunction }[];
+  /** `json`: a JSON body checked by `body`; `binary`: raw bytes; `none`: no body. */
+  bodyKind: 'json' | 'binary' | 'none';
+  bodyRequired: boolean;
+  body: ValidateFunction | undefined;
+  /** Response validators by status ("200", "default"), by content type. */
+  responses: Map<string, Map<string, ValidateFunction | undefined>>;
+}
+
+/** The document's `#/components/schemas/X` refs, re-rooted so ajv resolves them from one schema. */
+function rerooted<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value).replaceAll('"#/components/schemas/', `"${SCHEMA_ID}#/$defs/`)) as T;
+}
+
+export function createAjv(): Ajv2020 {
+  const ajv = new Ajv2020({
+    allErrors: false,
+    useDefaults: true,
+    allowUnionTypes: true,
+    strict: true,
+    strictRequired: false,
+  });
+  ajv.addSchema({ $id: SCHEMA_ID, $defs: rerooted(OPENAPI_DOCUMENT.components.schemas) });
+  return ajv;
+}
+
+/** Every operation of the document, compiled once. */
+export function compileOperations(ajv: Ajv2020 = createAjv()): Operation[] {
+  const ops: Operation[] = [];
+  const paths = OPENAPI_DOCUMENT.paths as unknown as Record<string, Record<string, unknown>>;
+  for (const [template, item] of Object.entries(paths)) {
+    const shared = (item.parameters ?? []) as Parameter[];
+    for (const method of METHODS) {
+      const op = item[method] as
+        | {
+            operationId: string;
+            parameters?: Parameter[];
+            requestBody?: { required?: boolean; content: Record<string, { schema: unknown }> };
+            responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
+          }
+        | undefined;
+      if (!op) continue;
+      const params = [...shared, ...(op.parameters ?? [])];
+      const compile = (schema: unknown): ValidateFunction => ajv.compile(rerooted(schema) as object);
+      const content = op.requestBody?.content ?? {};
+      const bodyKind = content['application/json'] ? 'json' : content['application/octet-stream'] ? 'binary' : 'none';
+      const responses = new Map<string, Map<string, ValidateFunction | undefined>>();
+      for (const [status, r] of Object.entries(op.responses)) {
+        const byType = new Map<string, ValidateFunction | undefined>();
+        for (const [type, media] of Object.entries(r.content ?? {}))
+          byType.set(type, type === 'application/octet-stream' ? undefined : compile(media.schema));
+        responses.set(status, byType);
+      }
+      ops.push({
+        operationId: op.operationId,
+        method,
+        template,
+        pathParams: params.filter((p) => p.in === 'path').map((p) => ({ name: p.name, validate: compile(p.schema) })),
+        query: params
+          .filter((p) => p.in === 'query')
+          .map((p) => ({ name: p.name, required: p.required === true, validate: compile(p.schema) })),
+        bodyKind,
+        bodyRequired: op.requestBody?.required === true,
+        body: bodyKind === 'json' ? compile(content['application/json']!.schema) : undefined,
+        responses,
+      });
+    }
+  }
+  return ops;
+}
+
+/** One readable line for the first schema error: where, and what was expected. */
+export function describeErrors(where: string, errors: ErrorObject[] | null | undefined): string {
+  const e = errors?.[0];
+  if (!e) return `${where} is invalid`;
+  const at = `${where}${e.instancePath ? e.instancePath.replace(/\//g, '.') : ''}`;
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `${at}: unknown field ${JSON.stringify((e.params as { additionalProperty: string }).additionalProperty)}`;
+    case 'required':
+      return `${at}: missing field ${JSON.stringify((e.params as { missingProperty: string }).missingProperty)}`;
+    case 'oneOf':
+      return `${at}: give exactly one of the alternatives (e.g. "args" or "cmd")`;
+    default:
+      return `${at} ${e.message ?? 'is invalid'}`;
+  }
+}
