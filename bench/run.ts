@@ -11,6 +11,7 @@ import { createCoreContext } from '../src/core/context.js';
 import { machineInfo, machineMarkdown } from './machine.js';
 import { forkBench, forkMarkdown } from './fork-bench.js';
 import { agentBench, agentMarkdown } from './agent-bench.js';
+import { controllerBench, controllerMarkdown } from './controller-bench.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
@@ -35,6 +36,23 @@ async function main(): Promise<void> {
         `# Fork vs cold boot\n\n${machineMarkdown(machine)}\n- Image: default (busybox + Node ${process.version} + agent), 512 MiB guest RAM, 1 vCPU\n- "Answers" = the child's agent replied to \`identity\` (hostname, entropy, clock set): the readiness point.\n\n${forkMarkdown(result)}\n`,
       );
       log('wrote bench/results/fork.{json,md}');
+    } finally {
+      await removeSnapshot(core.paths, tag).catch(() => undefined);
+    }
+  }
+
+  if (only.length === 0 || only.includes('controller')) {
+    const tag = `bench-ctl-${Date.now().toString(36)}`;
+    log(`snapshot ${tag}`);
+    await createSnapshot(core, { tag, image: 'default', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 300_000 });
+    try {
+      const result = await controllerBench(core, { tag, ns: [1, 50], repeatsN1: 3, log });
+      await writeFile(`${RESULTS}controller.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
+      await writeFile(
+        `${RESULTS}controller.md`,
+        `# Spawn over REST (forkd-controller) vs local mode\n\n${machineMarkdown(machine)}\n- Image: default, 512 MiB guest RAM, 1 vCPU; the daemon on 127.0.0.1 (plain HTTP, no token) in a separate process.\n- REST: \`POST /v1/sandboxes {n}\` answers once every child's agent answered \`identity\`; then \`POST /v1/sandboxes/{id}/ping\` for each. Local: \`forkChildren\` in the bench process, then \`agent.ping()\` for each.\n\n${controllerMarkdown(result)}\n`,
+      );
+      log('wrote bench/results/controller.{json,md}');
     } finally {
       await removeSnapshot(core.paths, tag).catch(() => undefined);
     }
