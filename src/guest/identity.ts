@@ -16,11 +16,15 @@ export async function applyIdentity(
   ctl: GuestCtl,
   paths: IdentityPaths,
 ): Promise<{ clockStepMs: number }> {
-  await ctl.call(`entropy ${Buffer.from(p.entropy, 'base64').toString('hex')}`);
   const before = Date.now();
-  await ctl.call(`settime ${Math.round(p.wallClockMs)}`);
-  await writeFile(paths.hostnameFile, p.hostname).catch((err: unknown) => {
-    throw fsError(err, `identity: writing hostname to ${paths.hostnameFile}`);
-  });
+  // Entropy + reseed, then the clock, in one round trip to the resident helper; the hostname
+  // (no randomness involved) is written meanwhile.
+  const entropyHex = Buffer.from(p.entropy, 'base64').toString('hex');
+  await Promise.all([
+    ctl.call(`identity ${entropyHex} ${Math.round(p.wallClockMs)}`),
+    writeFile(paths.hostnameFile, p.hostname).catch((err: unknown) => {
+      throw fsError(err, `identity: writing hostname to ${paths.hostnameFile}`);
+    }),
+  ]);
   return { clockStepMs: before - p.wallClockMs };
 }

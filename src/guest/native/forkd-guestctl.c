@@ -10,7 +10,9 @@
  *   forkd-guestctl settime <ms>     clock_settime(CLOCK_REALTIME) to <ms> since the epoch: a
  *                                   restored child wakes with the clock of the snapshot.
  *   forkd-guestctl serve            the same two as a resident line protocol on stdin/stdout:
- *                                   "entropy <hex>" / "settime <ms>" -> "ok" or "err <why>".
+ *                                   "entropy <hex>" / "settime <ms>" / "identity <hex> <ms>"
+ *                                   (both, in that order: one round trip per restored child)
+ *                                   -> "ok" or "err <why>".
  *                                   The agent starts it before the snapshot, so a restored
  *                                   child's identity needs no fork+exec (under TCG, forking the
  *                                   Node agent costs ~0.5 s; a write to a pipe costs nothing).
@@ -123,17 +125,20 @@ static int serve(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   while (fgets(line, sizeof(line), stdin)) {
     const char *err = NULL;
-    if (strncmp(line, "entropy ", 8) == 0) {
+    int is_identity = strncmp(line, "identity ", 9) == 0;
+    if (is_identity || strncmp(line, "entropy ", 8) == 0) {
       size_t len = 0;
-      const char *p = line + 8;
+      const char *p = line + (is_identity ? 9 : 8);
       while (len <= MAX_ENTROPY && hexval(p[0]) >= 0 && hexval(p[1]) >= 0) {
         req.buf[len++] = (unsigned char)(hexval(p[0]) * 16 + hexval(p[1]));
         p += 2;
       }
-      if (*p != '\n' && *p != '\0') err = "entropy: expected lowercase hex";
+      const char *rest = is_identity && *p == ' ' ? p + 1 : NULL;
+      if (is_identity ? rest == NULL : (*p != '\n' && *p != '\0')) err = "entropy: expected lowercase hex";
       else if (len < MIN_ENTROPY || len > MAX_ENTROPY) err = "entropy: need 64..4096 bytes";
       else err = apply_entropy(&req, len);
       memset(req.buf, 0, sizeof(req.buf));
+      if (!err && rest) err = apply_settime(rest);
     } else if (strncmp(line, "settime ", 8) == 0) {
       err = apply_settime(line + 8);
     } else {
