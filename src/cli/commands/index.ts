@@ -7,6 +7,10 @@ import { snapshotCommand } from './snapshot.js';
 import { forkCommand } from './fork.js';
 import { imagesCommand, rmiCommand } from './images.js';
 import { quickstartCommand } from './quickstart.js';
+import { packCommand } from './pack.js';
+import { unpackCommand } from './unpack.js';
+import { pushCommand } from './push.js';
+import { pullCommand } from './pull.js';
 
 export const commands: Command[] = [
   quickstartCommand,
@@ -17,4 +21,8 @@ export const commands: Command[] = [
   forkCommand,
   imagesCommand,
   rmiCommand,
+  packCommand,
+  unpackCommand,
+  pushCommand,
+  pullCommand,
 ];
