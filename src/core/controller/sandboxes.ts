@@ -71,6 +71,13 @@ export class SandboxManager {
   async create(req: CreateSandboxesRequest): Promise<SandboxRow[]> {
     if (this.#closing) throw new ForkdError('unavailable', 'the daemon is shutting down; retry against its successor');
     const tag = assertTag(req.snapshotTag, 'snapshot tag');
+    if (this.store.getSnapshot(tag)?.status === 'writing') {
+      throw new ForkdError(
+        'invalid_state',
+        `snapshot ${tag} is still being built; retry when GET /v1/snapshots/${tag} says ready`,
+        { details: { status: 'writing' } },
+      );
+    }
     const snap = await loadSnapshot(this.ctx, tag);
     const active = this.store.countActive();
     if (active + req.n > this.opts.maxSandboxes) {
