@@ -297,7 +297,27 @@ describe('hostile packs', () => {
       alone.manifest.snapshots.map((s) => s.tag),
       ['leaf1'],
     );
-    for (const t of ['leaf1', 'leaf2', 'base1']) await removeSnapshot(core.paths, t);
+    // forkd images shows the lineage; forkd rmi follows the dependents rule.
+    const images = await runCli(['images', '--json', '--data-dir', dataDir]);
+    const rows = JSON.parse(images.stdout) as { tag: string; ancestors: string[]; dependents: string[] }[];
+    assert.deepEqual(
+      rows.map((r) => [r.tag, r.ancestors, r.dependents]),
+      [
+        ['base1', [], ['leaf1', 'leaf2']],
+        ['leaf1', ['base1'], []],
+        ['leaf2', ['base1'], []],
+      ],
+    );
+    const rmi = await runCli(['rmi', 'base1', 'leaf1', '--data-dir', dataDir]);
+    assert.equal(rmi.code, 1);
+    assert.match(
+      rmi.stderr,
+      /snapshot base1 is the parent of leaf2; remove them too .* or pass --force to orphan them/,
+    );
+    assert.deepEqual(await snapshotsListing(), ['base1', 'leaf1', 'leaf2'], 'nothing removed');
+    const all = await runCli(['rmi', 'base1', 'leaf1', 'leaf2', '--data-dir', dataDir]);
+    assert.equal(all.code, 0, all.stderr);
+    assert.deepEqual(all.stdout.trim().split('\n').at(-1), 'removed base1', 'children first');
     const back = await unpackFile(core, { file: out });
     assert.deepEqual(
       back.snapshots.map((s) => [s.tag, s.action]),
@@ -306,7 +326,10 @@ describe('hostile packs', () => {
         ['base1', 'new'],
       ],
     );
-    for (const t of ['leaf1', 'base1']) await removeSnapshot(core.paths, t);
+    const forced = await runCli(['rmi', 'base1', '--force', '--data-dir', dataDir]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.match(forced.stdout, /removed base1 \(orphaned: leaf1\)/);
+    await removeSnapshot(core.paths, 'leaf1');
     assert.deepEqual(await snapshotsListing(), []);
   });
 
