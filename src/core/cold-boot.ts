@@ -8,7 +8,7 @@ import { readImageManifest } from '../image/manifest.js';
 import { GUEST_MAC } from '../image/guest-init.js';
 import { kernelCmdline } from '../vmm/qemu-args.js';
 import type { CoreContext } from './context.js';
-import { bootFromImage } from './snapshot-create.js';
+import { bootFromImage } from './parent-boot.js';
 
 export async function coldBoot(
   ctx: CoreContext,

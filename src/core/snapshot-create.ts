@@ -1,27 +1,24 @@
 // Build a parent and save it as a snapshot: boot the image with RAM in a shared file, wait for
 // the agent (real readiness, never a sleep), run warm-up commands, warm the Python worker,
 // pause, save device state, and publish the snapshot dir atomically (staging dir + rename).
-import { chmod, chown, link, copyFile, mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ForkdError, messageOf } from '../lib/errors.js';
+import { ForkdError } from '../lib/errors.js';
 import { digestFile } from '../lib/hash.js';
-import { newSandboxId } from '../lib/ids.js';
+import { exists, fsyncFile } from '../lib/fsutil.js';
 import { assertTag } from '../lib/tag.js';
 import { TeardownStack } from '../lib/teardown.js';
 import { FORKD_VERSION } from '../lib/version.js';
-import { AgentClient } from '../agent/client.js';
-import { imageDir, readImageManifest, type ImageManifest } from '../image/manifest.js';
+import { readImageManifest } from '../image/manifest.js';
 import { GUEST_MAC } from '../image/guest-init.js';
 import { kernelCmdline, type DeviceLayout } from '../vmm/qemu-args.js';
-import { Vm } from '../vmm/vm.js';
 import type { CoreContext } from './context.js';
 import { qemuVersionString } from './host-facts.js';
 import { RUN_FILES, SNAPSHOT_FILES } from './paths.js';
-import { createRunDir, removeRunDir, writeRunRecord } from './run-dir.js';
-import { SANDBOX_OOM_SCORE_ADJ } from './sandbox.js';
+import { removeRunDir } from './run-dir.js';
 import { SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
-import { vmSpec } from './vm-spec.js';
+import { bootFromImage } from './parent-boot.js';
 
 export interface CreateSnapshotOptions {
   tag: string;
@@ -154,121 +151,11 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
   }
 }
 
-export interface BootedVm {
-  vm: Vm;
-  agent: AgentClient;
-  runId: string;
-  imageFiles: string[];
-  memPath: string;
-}
-
-/**
- * Boot a fresh VM from an image with its RAM in `dir/memory.bin` (share=on) and wait for the
- * agent: the shared first half of snapshot creation and of a cold boot (benchmarks). Every
- * resource is pushed on `teardown`; the caller unwinds it on failure.
- */
-export async function bootFromImage(
-  ctx: CoreContext,
-  opts: {
-    image: ImageManifest;
-    layout: DeviceLayout;
-    kernelCmdline: string;
-    dir: string;
-    bootTimeoutMs: number;
-    teardown: TeardownStack;
-    onProgress?: (msg: string) => void;
-  },
-): Promise<BootedVm> {
-  const { facts } = ctx;
-  const { image, dir, teardown } = opts;
-  // Pin the image's files inside the dir (hard links: no copy on one filesystem).
-  const srcDir = imageDir(ctx.config.dataDir, image.name);
-  const imageFiles = [
-    SNAPSHOT_FILES.kernel,
-    SNAPSHOT_FILES.initrd,
-    ...(image.rootDisk ? [SNAPSHOT_FILES.rootDisk] : []),
-  ];
-  for (const f of imageFiles) await linkOrCopy(join(srcDir, f), join(dir, f));
-
-  // Guest RAM file: sparse, written by the parent QEMU (as the VM user) through share=on.
-  const memPath = join(dir, SNAPSHOT_FILES.memory);
-  const mem = await open(memPath, 'w', 0o600);
-  await mem.truncate(opts.layout.memMiB * 1024 * 1024);
-  await mem.close();
-  if (facts.vmUser) await chown(memPath, facts.vmUser.uid, facts.vmUser.gid);
-
-  const runId = newSandboxId();
-  const runDir = await createRunDir(ctx.paths, runId, facts.vmUser);
-  teardown.push('run dir', () => removeRunDir(ctx.paths, runId));
-  const spec = vmSpec({
-    facts,
-    layout: opts.layout,
-    kernelCmdline: opts.kernelCmdline,
-    snapshotDir: dir,
-    runDir,
-    role: 'parent',
-  });
-  opts.onProgress?.(`booting ${image.name} (${opts.layout.memMiB} MiB, ${facts.accel.accel})`);
-  const vm = await Vm.start({
-    spec,
-    oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
-    logger: ctx.logger,
-    ...(facts.vmUser ? { uid: facts.vmUser.uid, gid: facts.vmUser.gid } : {}),
-  });
-  teardown.push('qemu', () => vm.kill(500));
-  await writeRunRecord(ctx.paths.runDir(runId), {
-    id: runId,
-    snapshotTag: null,
-    role: 'parent',
-    pid: vm.pid,
-    createdAt: new Date().toISOString(),
-  });
-  let agent: AgentClient;
-  try {
-    agent = await AgentClient.connect(vm.spec.agentSocket, { timeoutMs: opts.bootTimeoutMs, logger: ctx.logger });
-  } catch (err) {
-    const diag = await vm.process.diagnostics();
-    throw new ForkdError(
-      'boot_failed',
-      `${image.name} did not become ready within ${opts.bootTimeoutMs / 1000} s: ${messageOf(err)}${diag ? `\n${diag}` : ''}`,
-      { cause: err },
-    );
-  }
-  teardown.push('agent', () => agent.close());
-  return { vm, agent, runId, imageFiles, memPath };
-}
-
 function checkRange(what: string, value: number, range: { min: number; max: number }): void {
   if (!Number.isInteger(value) || value < range.min || value > range.max) {
     throw new ForkdError(
       'invalid_argument',
       `${what} must be an integer from ${range.min} to ${range.max}, got ${String(value)}`,
     );
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  try {
-    await link(from, to);
-  } catch {
-    await copyFile(from, to);
-  }
-}
-
-async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }

@@ -1,7 +1,8 @@
 // `forkd image build`: kernel + initramfs (+ a read-only root disk for images with Debian
 // packages) + image.json, written in a temp dir and renamed into place. Builds are cached by
 // their inputs: the same kernel, busybox, node, agent, scripts and packages give the same id.
-import { copyFile, link, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { linkOrCopy } from '../lib/fsutil.js';
 import { join } from 'node:path';
 import { ForkdError } from '../lib/errors.js';
 import { digestFile, sha256File, sha256Of } from '../lib/hash.js';
@@ -189,12 +190,4 @@ async function hashInputs(kernel: KernelInfo, packages: string[], pythonPreload:
     INITTAB,
     AGENT_RUN,
   );
-}
-
-async function linkOrCopy(from: string, to: string): Promise<void> {
-  try {
-    await link(from, to);
-  } catch {
-    await copyFile(from, to);
-  }
 }

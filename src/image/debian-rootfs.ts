@@ -1,7 +1,8 @@
 // Images with Debian packages: mmdebstrap builds a minimal bookworm tree with the packages and
 // their dependencies; mke2fs turns it into an ext4 image without mounting anything. The guest
 // mounts it read-only under a tmpfs overlay, so one file on the host serves every child.
-import { cp, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { exists } from '../lib/fsutil.js';
 import { dirname, join } from 'node:path';
 import { ForkdError } from '../lib/errors.js';
 import { run } from '../lib/exec.js';
@@ -73,13 +74,4 @@ export async function makeExt4(treeDir: string, outPath: string): Promise<void> 
     ['-q', '-F', '-t', 'ext4', '-d', treeDir, '-L', 'forkdroot', '-E', 'root_owner=0:0', outPath, `${sizeMiB}M`],
     { timeoutMs: 600_000 },
   );
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

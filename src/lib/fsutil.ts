@@ -1,0 +1,30 @@
+// Small filesystem helpers shared across layers.
+import { copyFile, link, open, stat } from 'node:fs/promises';
+
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Hard link when on the same filesystem (no copy, shared page cache), else copy. */
+export async function linkOrCopy(from: string, to: string): Promise<void> {
+  try {
+    await link(from, to);
+  } catch {
+    await copyFile(from, to);
+  }
+}
+
+/** fsync a file's data, so a later rename publishes complete contents. */
+export async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
