@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
+import { request as httpRequest } from 'node:http';
 import { join, relative } from 'node:path';
 import { HOSTILE_TAGS } from '../helpers/corpus.js';
 import { findLeaks } from '../helpers/leaks.js';
@@ -140,6 +141,27 @@ describe('forkd-controller: start-up refusals', () => {
     const { cert, key } = await selfSigned(root);
     await chmod(key, 0o640);
     await refused(['--tls-cert', cert, '--tls-key', key], /TLS key .* accessible to group or others \(mode 0640\)/);
+  });
+
+  test('a unix socket listener is mode 0600 and serves the API', async () => {
+    const sock = join(root, 'api.sock');
+    const d = await startDaemon(daemonArgs(dataDir, root, ['--bind', `unix:${sock}`]));
+    try {
+      assert.equal(d.address, `unix:${sock}`);
+      assert.equal((await stat(sock)).mode & 0o777, 0o600);
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = httpRequest({ socketPath: sock, path: '/version', agent: false }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve(text));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal((JSON.parse(body) as { api: string }).api, 'v1');
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
   });
 
   test('--branch-concurrency must be at least 1', async () => {

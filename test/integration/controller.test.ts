@@ -15,6 +15,7 @@ import {
   controllerDataDir,
   daemonArgs,
   errorCode,
+  runDaemonToExit,
   startDaemon,
   type ApiResponse,
   type DaemonProcess,
@@ -257,6 +258,25 @@ describe('forkd-controller with real sandboxes', () => {
     assert.deepEqual(await readdir(join(dataDir, 'run')), []);
   });
 
+  test('a crashed daemon (SIGKILL) is re-adopted from; one daemon per data dir; --kill-on-exit stops sandboxes', async () => {
+    const [k] = await spawn({ n: 1 });
+    const second = await runDaemonToExit(args);
+    assert.notEqual(second.code, 0);
+    assert.match(second.stderr, /another forkd-controller uses the data dir/);
+    assert.equal(await d.stop('SIGKILL'), null);
+    assert.equal(await alive(k!.pid!), true);
+
+    d = await startDaemon([...args, '--kill-on-exit']);
+    assert.equal((await sandbox(k!.id)).state, 'running');
+    assert.equal(await sh(k!.id, 'hostname'), k!.id);
+    assert.equal(await d.stop('SIGTERM'), 0);
+    assert.equal(await alive(k!.pid!), false, '--kill-on-exit stopped it');
+    assert.equal(await exists(join(dataDir, 'run', k!.id)), false);
+
+    d = await startDaemon(args);
+    assert.equal((await call('GET', `/v1/sandboxes/${k!.id}`)).status, 404);
+  });
+
   test('TTL expiry stops the sandbox', async () => {
     const [k] = await spawn({ n: 1, ttl_secs: 2 });
     const s = await waitFor('expiry', async () => {
@@ -307,8 +327,8 @@ describe('forkd-controller with real sandboxes', () => {
     const count = (e: string): number => events.filter((l) => l.event === e).length;
     assert.equal(count('snapshot.created'), 1);
     assert.ok(count('sandbox.created') >= 10, `sandbox.created: ${count('sandbox.created')}`);
-    assert.equal(count('sandbox.killed'), 7);
-    assert.equal(count('sandbox.adopted'), 3);
+    assert.equal(count('sandbox.killed'), 8);
+    assert.equal(count('sandbox.adopted'), 4);
     assert.equal(count('sandbox.failed'), 2);
     assert.equal(count('sandbox.expired'), 1);
     assert.ok(count('snapshot.deleted') >= 4);
