@@ -2,7 +2,7 @@
 // writable children sharing memory, teardown leaving nothing, and damaged snapshots refused.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, rm, truncate, open, writeFile, readdir } from 'node:fs/promises';
+import { cp, rm, truncate, open, writeFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createSnapshot } from '../../src/core/snapshot-create.js';
 import { disposeAll, forkChildren } from '../../src/core/fork.js';
@@ -67,6 +67,11 @@ describe('snapshot and copy-on-write fork', () => {
       const pss = await Promise.all(first.children.map((c) => processPss(c.pid)));
       const rss = await processRss(a!.pid);
       const sum = pss.reduce<number>((x, y) => x + (y ?? 0), 0);
+      // While children map it, the snapshot cannot be removed.
+      await assert.rejects(
+        removeSnapshot(core.paths, tag),
+        (e: unknown) => e instanceof ForkdError && e.code === 'conflict' && /in use by 5/.test(e.message),
+      );
       assert.ok(rss !== undefined && rss > 0);
       assert.ok(sum < 3 * (rss ?? 0), `sum of PSS ${sum} must be < 3 x RSS ${rss}`);
     } finally {
@@ -91,7 +96,6 @@ describe('snapshot and copy-on-write fork', () => {
     const dir = core.paths.snapshotDir(copy);
     await cp(core.paths.snapshotDir(tag), dir, { recursive: true });
     const metaPath = join(dir, 'snapshot.json');
-    const { readFile } = await import('node:fs/promises');
     const meta = JSON.parse(await readFile(metaPath, 'utf8')) as { tag: string };
     meta.tag = copy;
     await writeFile(metaPath, JSON.stringify(meta));
@@ -124,6 +128,24 @@ describe('snapshot and copy-on-write fork', () => {
     await assertForkRefused(truncated, /memory\.bin is 4096 bytes, expected/);
     const missing = await damagedCopy((dir) => rm(join(dir, 'memory.bin')));
     await assertForkRefused(missing, /memory\.bin is missing/);
+  });
+
+  test('a snapshot made under another accelerator or QEMU is refused, naming both', async () => {
+    const other = await damagedCopy(async (dir) => {
+      const metaPath = join(dir, 'snapshot.json');
+      const meta = JSON.parse(await readFile(metaPath, 'utf8')) as { accel: string; qemuVersion: string };
+      meta.accel = meta.accel === 'kvm' ? 'tcg' : 'kvm';
+      meta.qemuVersion = '99.0.0';
+      await writeFile(metaPath, JSON.stringify(meta));
+    });
+    await assert.rejects(
+      loadSnapshot(core, other),
+      (e: unknown) =>
+        e instanceof ForkdError &&
+        e.code === 'incompatible_snapshot' &&
+        /accelerator: snapshot (kvm|tcg), this host/.test(e.message) &&
+        /QEMU version: snapshot 99\.0\.0/.test(e.message),
+    );
   });
 
   test('a broken snapshot.json or an unknown tag is refused', async () => {
