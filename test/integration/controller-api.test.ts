@@ -98,6 +98,10 @@ describe('forkd-controller: start-up refusals', () => {
     await refused([], /without --token-file/, { FORKD_BIND: '0.0.0.0:0' });
     const d = await startDaemon(daemonArgs(dataDir, root), { env: { FORKD_BIND: '0.0.0.0:0' } });
     assert.match(d.address, /^127\.0\.0\.1:\d+$/);
+    assert.match(
+      d.stderr(),
+      /auth is OFF: no --token-file, allowed only because 127\.0\.0\.1:0 is reachable from this host alone/,
+    );
     assert.equal(await d.stop(), 0);
   });
 

@@ -277,6 +277,39 @@ describe('forkd-controller with real sandboxes', () => {
     assert.equal((await call('GET', `/v1/sandboxes/${k!.id}`)).status, 404);
   });
 
+  test('a daemon killed mid-create and mid-build: the next one leaves no orphan', async () => {
+    const buildTag = `${tag}-crash`;
+    assert.equal((await call('POST', '/v1/snapshots', { json: { tag: buildTag } })).status, 202);
+    // The spawn request is cut off by the kill; whichever children got how far, the next
+    // daemon must account for each one: running (re-adopted) or failed, nothing in between.
+    const spawning = call('POST', '/v1/sandboxes', {
+      json: { snapshot_tag: tag, n: 3, metadata: { crash: '1' } },
+    }).catch(() => undefined);
+    await sleep(300);
+    assert.equal(await d.stop('SIGKILL'), null);
+    await spawning;
+    d = await startDaemon(args);
+    const build = (await call('GET', `/v1/snapshots/${buildTag}`)).json as { status: string; error: string };
+    assert.equal(build.status, 'failed');
+    assert.match(build.error, /daemon stopped while the snapshot was being built/);
+    assert.deepEqual(
+      (await readdir(join(dataDir, 'snapshots'))).filter((n) => n.startsWith('.')),
+      [],
+      'no staging dir left',
+    );
+    const boxes = (
+      (await call('GET', '/v1/sandboxes')).json as { sandboxes: (SandboxJson & { metadata: Record<string, string> })[] }
+    ).sandboxes.filter((s) => s.metadata.crash === '1');
+    for (const s of boxes) {
+      assert.ok(s.state === 'running' || s.state === 'failed', `${s.id} is ${s.state}`);
+      if (s.state === 'running') assert.equal(await sh(s.id, 'hostname'), s.id);
+      assert.equal((await call('DELETE', `/v1/sandboxes/${s.id}`)).status, 204);
+    }
+    assert.deepEqual(await readdir(join(dataDir, 'run')), []);
+    assert.deepEqual(await ourQemuProcesses(root), [], 'neither the parent of the build nor any child survives');
+    assert.equal((await call('DELETE', `/v1/snapshots/${buildTag}`)).status, 200);
+  });
+
   test('TTL expiry stops the sandbox', async () => {
     const [k] = await spawn({ n: 1, ttl_secs: 2 });
     const s = await waitFor('expiry', async () => {
@@ -327,9 +360,11 @@ describe('forkd-controller with real sandboxes', () => {
     const count = (e: string): number => events.filter((l) => l.event === e).length;
     assert.equal(count('snapshot.created'), 1);
     assert.ok(count('sandbox.created') >= 10, `sandbox.created: ${count('sandbox.created')}`);
-    assert.equal(count('sandbox.killed'), 8);
-    assert.equal(count('sandbox.adopted'), 4);
-    assert.equal(count('sandbox.failed'), 2);
+    // The crash test makes the exact numbers below depend on how far its children got.
+    assert.ok(count('sandbox.killed') >= 8);
+    assert.ok(count('sandbox.adopted') >= 4);
+    assert.ok(count('sandbox.failed') >= 2);
+    assert.ok(count('snapshot.failed') >= 1, 'the build cut off by the crash');
     assert.equal(count('sandbox.expired'), 1);
     assert.ok(count('snapshot.deleted') >= 4);
     for (const e of events) {

@@ -69,8 +69,9 @@ export async function reconcile(
       }
       continue;
     }
-    const pid = await liveRunPid(ctx, row.id);
-    if (pid !== undefined) {
+    // By command line, not by sandbox.json: a daemon killed mid-create may have started QEMU
+    // before it wrote the record.
+    for (const pid of await processesUsing(`${dir}/`)) {
       await stopForeignQemu(pid, dir);
       report.orphansKilled.push(row.id);
     }

@@ -30,8 +30,30 @@ export interface CreateSandboxesRequest {
   requestId?: string | undefined;
 }
 
+/** Admits at most `limit` holders at once; the rest wait in FIFO order. */
+class Semaphore {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  constructor(limit: number) {
+    this.#free = limit;
+  }
+  async use<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
+}
+
 export class SandboxManager {
   readonly #live = new Map<string, LiveSandbox>();
+  /** Restores in flight across all requests (a restoring child is CPU-bound; see fork.ts). */
+  readonly #restores = new Semaphore(defaultRestoreConcurrency());
   readonly #ttl = new Map<string, NodeJS.Timeout>();
   #closing = false;
 
@@ -108,7 +130,7 @@ export class SandboxManager {
     }
     const settled = await mapWithConcurrency(req.n, defaultRestoreConcurrency(), async (i) => {
       const id = ids[i]!;
-      const sandbox = await restoreChild(this.ctx, snap, { id });
+      const sandbox = await this.#restores.use(() => restoreChild(this.ctx, snap, { id }));
       this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
       this.store.updateSandbox(id, { state: 'running', pid: sandbox.pid });
       this.#adopt(liveFromSandbox(sandbox), req.requestId);
