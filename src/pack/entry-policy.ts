@@ -24,6 +24,7 @@ export class EntryPolicy {
   readonly #expected = new Map<string, ExpectedFile>();
   readonly #dirs = new Set<string>(['snapshots']);
   readonly #seen = new Set<string>();
+  readonly #seenDirs = new Set<string>();
 
   constructor(manifest: PackManifest) {
     for (const s of manifest.snapshots) {
@@ -57,8 +58,12 @@ export class EntryPolicy {
     if (name.startsWith('/')) throw refuse(name, 'it is an absolute path');
     if (name.split('/').includes('..')) throw refuse(name, 'it contains a ".." path segment');
     if (h.typeflag === TYPE.dir) {
-      if (!this.#dirs.has(name.replace(/\/$/, '')))
+      const dir = name.replace(/\/$/, '');
+      if (!this.#dirs.has(dir))
         throw refuse(name, 'it is a directory outside snapshots/<tag>/ of the tags the manifest declares');
+      // Once each, so the number of entries a pack can hold stays bounded by its manifest.
+      if (this.#seenDirs.has(dir)) throw refuse(name, 'the same directory appears twice (duplicate entry)');
+      this.#seenDirs.add(dir);
       if (h.size !== 0) throw refuse(name, `it is a directory with ${h.size} bytes of data`);
       return { kind: 'skip-dir' };
     }

@@ -9,7 +9,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ForkdError, messageOf } from '../lib/errors.js';
+import { errnoOf, ForkdError, messageOf } from '../lib/errors.js';
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 const MAX_REDIRECTS = 5;
@@ -160,6 +160,10 @@ async function assertOk(res: IncomingMessage, method: string, url: URL): Promise
 
 function transportError(method: string, url: URL, err: unknown): ForkdError {
   if (err instanceof ForkdError) return err;
+  if (errnoOf(err) === 'ENOSPC' || errnoOf(err) === 'EDQUOT')
+    return new ForkdError('insufficient_storage', `${method} ${redactUrl(url)}: no space left for the download`, {
+      cause: err,
+    });
   return new ForkdError('unavailable', `${method} ${redactUrl(url)} failed: ${messageOf(err)}`, { cause: err });
 }
 

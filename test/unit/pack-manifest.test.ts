@@ -114,6 +114,10 @@ test('entry policy: only declared regular files, once, of the declared size', ()
   for (const [h, pattern] of cases) assert.throws(() => policy.decide(h), corrupt(pattern), h.name);
   assert.deepEqual(policy.decide(header('snapshots/', { typeflag: TYPE.dir })), { kind: 'skip-dir' });
   assert.deepEqual(policy.decide(header('snapshots/good/', { typeflag: TYPE.dir })), { kind: 'skip-dir' });
+  assert.throws(
+    () => policy.decide(header('snapshots/good', { typeflag: TYPE.dir })),
+    corrupt(/same directory appears twice/),
+  );
   assert.equal(policy.decide(header('snapshots/good/vmstate', { size: vmstate.size })).kind, 'file');
   assert.throws(
     () => policy.decide(header('snapshots/good/vmstate', { size: vmstate.size })),
