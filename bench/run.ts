@@ -12,6 +12,7 @@ import { machineInfo, machineMarkdown } from './machine.js';
 import { forkBench, forkMarkdown } from './fork-bench.js';
 import { agentBench, agentMarkdown } from './agent-bench.js';
 import { controllerBench, controllerMarkdown } from './controller-bench.js';
+import { packBench, packMarkdown } from './pack-bench.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
@@ -36,6 +37,23 @@ async function main(): Promise<void> {
         `# Fork vs cold boot\n\n${machineMarkdown(machine)}\n- Image: default (busybox + Node ${process.version} + agent), 512 MiB guest RAM, 1 vCPU\n- "Answers" = the child's agent replied to \`identity\` (hostname, entropy, clock set): the readiness point.\n\n${forkMarkdown(result)}\n`,
       );
       log('wrote bench/results/fork.{json,md}');
+    } finally {
+      await removeSnapshot(core.paths, tag).catch(() => undefined);
+    }
+  }
+
+  if (only.length === 0 || only.includes('pack')) {
+    const tag = `bench-pack-${Date.now().toString(36)}`;
+    log(`snapshot ${tag}`);
+    await createSnapshot(core, { tag, image: 'default', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 300_000 });
+    try {
+      const result = await packBench(core, { tag, memMiB: 512, runs: 3, log });
+      await writeFile(`${RESULTS}pack.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
+      await writeFile(
+        `${RESULTS}pack.md`,
+        `# Pack and unpack a snapshot\n\n${machineMarkdown(machine)}\n${packMarkdown(result)}\n`,
+      );
+      log('wrote bench/results/pack.{json,md}');
     } finally {
       await removeSnapshot(core.paths, tag).catch(() => undefined);
     }
