@@ -107,7 +107,7 @@ export function packMarkdown(r: PackBenchResult): string {
     `- Snapshot: image default, ${r.memMiB} MiB guest RAM, no warm-up; files: ${Object.entries(r.files)
       .map(([n, b]) => `${n} ${mib(b)}`)
       .join(', ')}`,
-    `- Pack: \`zstd -T0 -3\` zstd ${r.zstd}, tar written and sha256-verified by forkd, into a file on the same disk; unpack: \`zstd -dc\`, strict tar reader, sha256 of every file, sparse writes, rename into place.`,
+    `- Pack: \`zstd -T0 -3\` (zstd ${r.zstd}), tar written and sha256-verified by forkd, into a file on the same disk; unpack: \`zstd -dc\`, strict tar reader, sha256 of every file, sparse writes, rename into place.`,
     `- Throughput is over the logical size (what the tar stream carries: memory.bin counted in full). Median of ${r.runs.length} runs. Load average (1 min) ${r.loadAvg[0].toFixed(1)} before, ${r.loadAvg[1].toFixed(1)} after: other work shared the 2 cores.`,
     '',
     '| | pack | unpack |',
