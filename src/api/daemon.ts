@@ -103,7 +103,8 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
   const listening = await listen(posture.bind, posture.tls, pipeline);
   for (const note of posture.notes) logger.info(note);
   if (ctx.facts.accel.warning) logger.warn(`accelerator ${ctx.facts.accel.accel}: ${ctx.facts.accel.warning}`);
-  logger.info('listening', {
+  // Always printed, whatever the log level: with --bind ...:0 it is how a caller learns the port.
+  createLogger({ level: 'info', base: { component: 'forkd-controller' } }).info('listening', {
     address: listening.address,
     url: listening.url,
     tls: posture.tls !== undefined,

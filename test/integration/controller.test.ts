@@ -277,7 +277,7 @@ describe('forkd-controller with real sandboxes', () => {
     assert.equal((await call('GET', `/v1/sandboxes/${k!.id}`)).status, 404);
   });
 
-  test('a daemon killed mid-create and mid-build: the next one leaves no orphan', async () => {
+  test('a daemon killed mid-create and mid-build: the next one leaves no orphan', async (t) => {
     const buildTag = `${tag}-crash`;
     assert.equal((await call('POST', '/v1/snapshots', { json: { tag: buildTag } })).status, 202);
     // The spawn request is cut off by the kill; whichever children got how far, the next
@@ -300,6 +300,9 @@ describe('forkd-controller with real sandboxes', () => {
     const boxes = (
       (await call('GET', '/v1/sandboxes')).json as { sandboxes: (SandboxJson & { metadata: Record<string, string> })[] }
     ).sandboxes.filter((s) => s.metadata.crash === '1');
+    t.diagnostic(
+      `after the crash: ${boxes.map((s) => `${s.state}${s.reason ? ` (${s.reason})` : ''}`).join(', ') || 'no row yet'}`,
+    );
     for (const s of boxes) {
       assert.ok(s.state === 'running' || s.state === 'failed', `${s.id} is ${s.state}`);
       if (s.state === 'running') assert.equal(await sh(s.id, 'hostname'), s.id);
