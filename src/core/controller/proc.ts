@@ -75,13 +75,19 @@ export async function stopForeignQemu(
 
 /** Pids of live processes whose command line contains `needle` (e.g. a staging dir). */
 export async function processesUsing(needle: string): Promise<number[]> {
-  const out: number[] = [];
+  return [...(await commandLines(needle)).keys()];
+}
+
+/** One scan of /proc: the command line (NULs as spaces) of every live process containing `needle`. */
+export async function commandLines(needle: string): Promise<Map<number, string>> {
+  const out = new Map<number, string>();
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     const pid = Number(name);
     if (pid === process.pid) continue;
     try {
-      if ((await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes(needle) && (await processAlive(pid))) out.push(pid);
+      const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0/g, ' ');
+      if (cmdline.includes(needle) && (await processAlive(pid))) out.set(pid, cmdline);
     } catch {
       /* ended while we looked */
     }

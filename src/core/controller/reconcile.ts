@@ -17,9 +17,12 @@ import { RUN_FILES } from '../paths.js';
 import { removeRunDir } from '../run-dir.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
-import { processAlive, processesUsing, stopForeignQemu } from './proc.js';
+import { commandLines, processAlive, processesUsing, stopForeignQemu } from './proc.js';
+import { mapWithConcurrency } from '../fork.js';
 import { liveRunPid, reattachSandbox } from './reattach.js';
 import { DELETING, type SandboxManager } from './sandboxes.js';
+
+const REATTACH_CONCURRENCY = 8;
 
 export interface ReconcileReport {
   adopted: string[];
@@ -47,39 +50,44 @@ export async function reconcile(
     report.failed.push(id);
     hooks.event({ event: 'sandbox.failed', sandboxId: id, snapshotTag: tag, reason });
   };
-  for (const row of store.listSandboxes()) {
-    const dir = ctx.paths.runDir(row.id);
-    if (row.state === 'running') {
-      const pid = await liveRunPid(ctx, row.id);
-      if (pid === undefined) {
-        await removeRunDir(ctx.paths, row.id);
-        fail(row.id, row.snapshotTag, 'qemu exited while the daemon was not running');
-        continue;
-      }
-      try {
-        const live = await reattachSandbox(ctx, row.id);
-        manager.adoptRunning(live);
-        store.updateSandbox(row.id, { pid });
-        report.adopted.push(row.id);
-        hooks.event({ event: 'sandbox.adopted', sandboxId: row.id, snapshotTag: row.snapshotTag });
-      } catch (err) {
-        await stopForeignQemu(pid, dir);
-        await removeRunDir(ctx.paths, row.id);
-        fail(row.id, row.snapshotTag, `could not re-attach after a daemon restart: ${messageOf(err).split('\n')[0]}`);
-      }
-      continue;
+  const rows = store.listSandboxes();
+  // Re-attach in parallel (each is a QMP and an agent round trip), bounded.
+  const running = rows.filter((r) => r.state === 'running');
+  await mapWithConcurrency(running.length, REATTACH_CONCURRENCY, async (i) => {
+    const row = running[i]!;
+    const pid = await liveRunPid(ctx, row.id);
+    if (pid === undefined) {
+      await removeRunDir(ctx.paths, row.id);
+      return fail(row.id, row.snapshotTag, 'qemu exited while the daemon was not running');
     }
-    // By command line, not by sandbox.json: a daemon killed mid-create may have started QEMU
-    // before it wrote the record.
-    for (const pid of await processesUsing(`${dir}/`)) {
+    try {
+      const live = await reattachSandbox(ctx, row.id);
+      manager.adoptRunning(live);
+      store.updateSandbox(row.id, { pid });
+      report.adopted.push(row.id);
+      hooks.event({ event: 'sandbox.adopted', sandboxId: row.id, snapshotTag: row.snapshotTag });
+    } catch (err) {
+      await stopForeignQemu(pid, ctx.paths.runDir(row.id));
+      await removeRunDir(ctx.paths, row.id);
+      fail(row.id, row.snapshotTag, `could not re-attach after a daemon restart: ${messageOf(err).split('\n')[0]}`);
+    }
+  });
+  // Every other row must have no process. Found by command line, not by sandbox.json: a
+  // daemon killed mid-create may have started QEMU before it wrote the record. One /proc scan.
+  const qemus = await commandLines(`${ctx.paths.runRoot}/`);
+  for (const row of rows.filter((r) => r.state !== 'running')) {
+    const dir = ctx.paths.runDir(row.id);
+    for (const [pid, cmdline] of qemus) {
+      if (!cmdline.includes(`${dir}/`)) continue;
       await stopForeignQemu(pid, dir);
       report.orphansKilled.push(row.id);
     }
     await removeRunDir(ctx.paths, row.id);
+    if (row.state === 'stopped' || row.state === 'failed') continue;
     if (row.state === 'creating')
       fail(row.id, row.snapshotTag, 'the daemon stopped while the sandbox was being created');
-    else if (row.state === 'stopping' && row.reason === DELETING) store.deleteSandbox(row.id);
-    else if (row.state === 'stopping') store.updateSandbox(row.id, { state: 'stopped' });
+    else if (row.reason === DELETING) store.deleteSandbox(row.id);
+    else store.updateSandbox(row.id, { state: 'stopped' });
   }
   report.runDirsRemoved = await removeDeadRunDirs(ctx);
   report.buildsAbandoned = await abandonBuilds(ctx, store, hooks);
