@@ -4,9 +4,10 @@
 // manifest, retagged if asked, memory.bin given the owner and mode children need, and the dir
 // renamed into place (a replaced snapshot is renamed aside first, then deleted).
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, lstat, open, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoOf, ForkdError } from '../lib/errors.js';
+import { fsyncFile } from '../lib/fsutil.js';
 import { sha256File } from '../lib/hash.js';
 import type { CoreContext } from '../core/context.js';
 import { qemuVersionString } from '../core/host-facts.js';
@@ -71,7 +72,7 @@ async function actionFor(
   force: boolean,
 ): Promise<InstallItem['action']> {
   const dir = paths.snapshotDir(target);
-  if (!(await exists(dir))) return 'new';
+  if (!(await nameExists(dir))) return 'new';
   if (!main) {
     // An ancestor already here with the same snapshot.json is the same snapshot: keep it.
     const local = await sha256File(join(dir, SNAPSHOT_FILES.meta)).catch(() => undefined);
@@ -113,7 +114,7 @@ export async function prepareStaged(ctx: CoreContext, dir: string, item: Install
     const path = join(dir, SNAPSHOT_FILES.meta);
     await rm(path);
     await writeFile(path, `${JSON.stringify({ ...meta, tag: target }, null, 2)}\n`, { mode: 0o644, flag: 'wx' });
-    await fsync(path);
+    await fsyncFile(path);
   }
   // As snapshot-create.ts leaves it: QEMU < 8.2 opens the backing file read-write even for a
   // private (CoW) mapping, so the VM user keeps write permission through its group.
@@ -134,7 +135,7 @@ export async function publish(paths: DataPaths, staged: string, item: InstallIte
       if (errnoOf(err) !== 'ENOENT') throw err;
       trash = undefined;
     });
-  } else if (await exists(final)) {
+  } else if (await nameExists(final)) {
     throw new ForkdError('already_exists', `snapshot ${item.target} appeared while the pack was being unpacked`);
   }
   try {
@@ -150,7 +151,8 @@ export async function publish(paths: DataPaths, staged: string, item: InstallIte
   if (trash) await rm(trash, { recursive: true, force: true });
 }
 
-async function exists(path: string): Promise<boolean> {
+/** lstat, not stat: a name taken by anything (even a dangling symlink) is taken. */
+async function nameExists(path: string): Promise<boolean> {
   return (await lstat(path).catch(() => undefined)) !== undefined;
 }
 
@@ -158,9 +160,4 @@ function sameDigests(a: SnapshotMeta['files'], b: SnapshotMeta['files']): boolea
   const names = Object.keys(a);
   if (names.length !== Object.keys(b).length) return false;
   return names.every((n) => Object.hasOwn(b, n) && a[n]!.sha256 === b[n]!.sha256 && a[n]!.size === b[n]!.size);
-}
-
-async function fsync(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  await fh.sync().finally(() => fh.close());
 }

@@ -5,11 +5,12 @@
 // travelling with a manifest that lies about it.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { ForkdError } from '../lib/errors.js';
+import { fsyncFile } from '../lib/fsutil.js';
 import { assertTag } from '../lib/tag.js';
 import { FORKD_VERSION } from '../lib/version.js';
 import { SNAPSHOT_FILES, type DataPaths } from '../core/paths.js';
@@ -109,8 +110,7 @@ export async function packToFile(
   const untrack = trackTempPath(partial);
   try {
     const result = await writePack(paths, opts, createWriteStream(partial, { flags: 'wx', mode: 0o644 }));
-    const fh = await open(partial, 'r');
-    await fh.sync().finally(() => fh.close());
+    await fsyncFile(partial);
     await rename(partial, path);
     return { ...result, path, compressedBytes: (await stat(path)).size };
   } finally {
