@@ -48,8 +48,9 @@ describe('hostile packs', () => {
   });
 
   after(async () => {
-    assert.deepEqual(await findLeaks(dataDir), []);
+    const leaks = await findLeaks(dataDir);
     await rm(root, { recursive: true, force: true });
+    assert.deepEqual(leaks, []);
     assert.deepEqual(await findLeaks(), []);
   });
 

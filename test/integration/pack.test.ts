@@ -57,8 +57,9 @@ describe('pack, unpack, push, pull', () => {
 
   after(async () => {
     await removeSnapshot(core.paths, tag).catch(() => undefined);
-    assert.deepEqual(await findLeaks(otherDir), []);
+    const leaks = await findLeaks(otherDir);
     await rm(root, { recursive: true, force: true });
+    assert.deepEqual(leaks, []);
     assert.deepEqual(await findLeaks(), []);
   });
 
