@@ -143,3 +143,15 @@ test('controller config: flags win over the environment, numbers are checked', (
   for (const bad of ['0', '-1', '1.5', 'x', ''])
     assert.throws(() => loadControllerConfig({ branchConcurrency: bad }), /--branch-concurrency/, bad);
 });
+
+test('docs/openapi.json is the document the daemon serves', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const committed = JSON.parse(
+    await readFile(new URL('../../../docs/openapi.json', import.meta.url), 'utf8'),
+  ) as unknown;
+  assert.deepEqual(
+    committed,
+    JSON.parse(JSON.stringify(OPENAPI_DOCUMENT)),
+    'regenerate it: npm run build && node --input-type=module -e "import {OPENAPI_DOCUMENT as d} from \'./dist/src/api/openapi.js\'; process.stdout.write(JSON.stringify(d, null, 2))" > docs/openapi.json && npx prettier --write docs/openapi.json',
+  );
+});
