@@ -112,8 +112,8 @@ export class SandboxManager {
     const t0 = performance.now();
     const now = new Date();
     const ids = Array.from({ length: req.n }, () => newSandboxId());
-    for (const id of ids) {
-      this.store.insertSandbox({
+    this.store.insertSandboxes(
+      ids.map((id) => ({
         id,
         snapshotTag: tag,
         state: 'creating',
@@ -126,8 +126,8 @@ export class SandboxManager {
         perChildNetns: req.perChildNetns ?? false,
         metadata: req.metadata ?? {},
         reason: null,
-      });
-    }
+      })),
+    );
     const settled = await mapWithConcurrency(req.n, defaultRestoreConcurrency(), async (i) => {
       const id = ids[i]!;
       const sandbox = await this.#restores.use(() => restoreChild(this.ctx, snap, { id }));

@@ -147,6 +147,13 @@ export class StateStore {
       .run(toRaw(row));
   }
 
+  /** Many rows in one transaction (one fsync for a fork of N). */
+  insertSandboxes(rows: readonly SandboxRow[]): void {
+    this.db.transaction(() => {
+      for (const row of rows) this.insertSandbox(row);
+    })();
+  }
+
   getSandbox(id: string): SandboxRow | undefined {
     const raw = this.db.prepare('SELECT * FROM sandboxes WHERE id = ?').get(id) as RawSandbox | undefined;
     return raw && fromRaw(raw);
