@@ -17,6 +17,9 @@ export const JSON_BODY_LIMIT = 2 * 1024 * 1024;
 /** File uploads through PUT .../files are buffered whole: bounded. */
 export const FILE_BODY_LIMIT = 64 * 1024 * 1024;
 const MAX_ERROR_CHARS = 4000;
+/** After an early error, how much of an unwanted body is read and dropped before hanging up. */
+const DRAIN_BYTES = 8 * 1024 * 1024;
+const DRAIN_MS = 5000;
 
 export interface Call {
   op: Operation;
@@ -174,14 +177,8 @@ async function readBody(req: IncomingMessage, op: Operation): Promise<unknown> {
         `send the body as Content-Type: application/json (got ${JSON.stringify(type.slice(0, 80))})`,
       );
   }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk as Buffer);
-  }
-  const bytes = Buffer.concat(chunks, size);
+  const bytes = await collect(req, limit);
+  const size = bytes.length;
   if (op.bodyKind === 'binary') return bytes;
   if (op.bodyKind === 'none') {
     if (size > 0)
@@ -204,6 +201,33 @@ async function readBody(req: IncomingMessage, op: Operation): Promise<unknown> {
     throw new ForkdError(tagField ? 'invalid_tag' : 'invalid_argument', describeErrors('body', op.body!.errors));
   }
   return value;
+}
+
+/** Reads the body up to `limit` bytes; over it, rejects and leaves the rest unread (see sendError). */
+function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      req.off('data', onData).off('end', onEnd).off('error', onError);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        reject(tooLarge(limit));
+      } else chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(err);
+    };
+    req.on('data', onData).once('end', onEnd).once('error', onError);
+  });
 }
 
 function tooLarge(limit: number): ForkdError {
@@ -262,10 +286,22 @@ function sendError(res: ServerResponse, err: unknown, requestId: string, logger:
     res.destroy();
     return;
   }
-  // An unread (too large or refused) body: do not keep the connection for another request.
-  if (!res.req.readableEnded) res.setHeader('Connection', 'close');
+  // An unread (too large or refused) body: answer, then read and drop what the client is still
+  // sending (so it sees the answer instead of a reset), bounded in bytes and time, and close.
+  const req = res.req;
+  if (!req.readableEnded) {
+    res.setHeader('Connection', 'close');
+    let dropped = 0;
+    const timer = setTimeout(() => req.destroy(), DRAIN_MS);
+    timer.unref();
+    req.on('data', (chunk: Buffer) => {
+      dropped += chunk.length;
+      if (dropped > DRAIN_BYTES) req.destroy();
+    });
+    req.once('close', () => clearTimeout(timer));
+    req.resume();
+  }
   send(res, { status, json: body });
-  if (!res.req.readableEnded) res.once('finish', () => res.req.destroy());
 }
 
 function remoteOf(req: IncomingMessage): string {

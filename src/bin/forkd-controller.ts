@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { loadControllerConfig } from '../lib/config.js';
 import { messageOf } from '../lib/errors.js';
 import { FORKD_VERSION } from '../lib/version.js';
-import { startDaemon } from '../api/daemon.js';
+import { startDaemon, type Daemon } from '../api/daemon.js';
 import { StartupRefusal } from '../api/posture.js';
 
 const USAGE = `usage: forkd-controller serve [options]
@@ -64,7 +64,37 @@ async function main(argv: string[]): Promise<number> {
     (v.help ? process.stdout : process.stderr).write(USAGE);
     return v.help ? 0 : 2;
   }
-  let daemon;
+  // Signal handlers go in before anything starts: a SIGTERM that arrives while the daemon is
+  // still starting (or right after it printed its address) must shut it down cleanly, not
+  // kill it with the default action.
+  let daemon: Daemon | undefined;
+  let pending: NodeJS.Signals | undefined;
+  let signals = 0;
+  let finish!: (code: number) => void;
+  const exitCode = new Promise<number>((resolve) => (finish = resolve));
+  const stop = (sig: NodeJS.Signals): void => {
+    const d = daemon;
+    if (!d) {
+      pending ??= sig;
+      return;
+    }
+    if (++signals > 1) {
+      d.logger.warn('second signal: exiting without finishing the shutdown', { signal: sig });
+      finish(1);
+      return;
+    }
+    d.logger.info('signal received', { signal: sig });
+    d.shutdown().then(
+      () => finish(0),
+      (err: unknown) => {
+        d.logger.error('shutdown failed', { error: messageOf(err) });
+        finish(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.on('SIGHUP', () => daemon?.reopenAuditLog());
   try {
     const cfg = loadControllerConfig({
       bind: v.bind,
@@ -82,28 +112,8 @@ async function main(argv: string[]): Promise<number> {
   } catch (err) {
     return refuse(err instanceof StartupRefusal ? err.problems : [messageOf(err).split('\n')[0]!]);
   }
-  const d = daemon;
-  process.on('SIGHUP', () => d.reopenAuditLog());
-  return new Promise<number>((resolve) => {
-    let signals = 0;
-    const stop = (sig: NodeJS.Signals): void => {
-      if (++signals > 1) {
-        d.logger.warn('second signal: exiting without finishing the shutdown', { signal: sig });
-        resolve(1);
-        return;
-      }
-      d.logger.info('signal received', { signal: sig });
-      d.shutdown().then(
-        () => resolve(0),
-        (err: unknown) => {
-          d.logger.error('shutdown failed', { error: messageOf(err) });
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  if (pending) stop(pending);
+  return exitCode;
 }
 
 // Exit explicitly: QEMU children left running on purpose must not keep this process alive.
