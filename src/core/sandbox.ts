@@ -9,6 +9,7 @@ import { messageOf } from '../lib/errors.js';
 import { AgentClient } from '../agent/client.js';
 import { Vm } from '../vmm/vm.js';
 import type { CoreContext } from './context.js';
+import { prepareIsolation, type Isolation, type IsolationOptions } from './isolation.js';
 import { SNAPSHOT_FILES } from './paths.js';
 import { createRunDir, removeRunDir, writeRunRecord } from './run-dir.js';
 import type { SnapshotMeta } from './snapshot-meta.js';
@@ -43,6 +44,8 @@ export class Sandbox {
     readonly timings: ChildTimings,
     readonly createdAt: Date,
     private readonly ctx: CoreContext,
+    /** cgroup and network namespace, when the sandbox was restored with `isolation`. */
+    readonly isolation?: Isolation,
   ) {}
 
   get pid(): number {
@@ -53,7 +56,11 @@ export class Sandbox {
     this.#disposed ??= (async () => {
       this.agent.close();
       await this.vm.kill(1000);
-      await removeRunDir(this.ctx.paths, this.id);
+      try {
+        await this.isolation?.dispose();
+      } finally {
+        await removeRunDir(this.ctx.paths, this.id);
+      }
     })();
     return this.#disposed;
   }
@@ -62,7 +69,7 @@ export class Sandbox {
 export async function restoreChild(
   ctx: CoreContext,
   snap: LoadedSnapshot,
-  opts: { id?: string; readyTimeoutMs?: number; hostname?: string } = {},
+  opts: { id?: string; readyTimeoutMs?: number; hostname?: string; isolation?: IsolationOptions } = {},
 ): Promise<Sandbox> {
   const id = opts.id ?? newSandboxId();
   const logger = ctx.logger.child({ sandbox: id, snapshot: snap.tag });
@@ -71,6 +78,8 @@ export async function restoreChild(
   try {
     const runDir = await createRunDir(ctx.paths, id, ctx.facts.vmUser);
     teardown.push('run dir', () => removeRunDir(ctx.paths, id));
+    const isolation = opts.isolation ? await prepareIsolation(ctx, id, opts.isolation) : undefined;
+    if (isolation) teardown.push('isolation', () => isolation.dispose());
     const spec = vmSpec({
       facts: ctx.facts,
       layout: snap.meta.layout,
@@ -78,6 +87,7 @@ export async function restoreChild(
       snapshotDir: snap.dir,
       runDir,
       role: 'child',
+      ...(isolation ? { net: isolation.net } : {}),
     });
     // The device state reaches QEMU as fd 3: the VM user needs no access to vmstate at all.
     const vmstateFd = openSync(join(snap.dir, SNAPSHOT_FILES.vmstate), 'r');
@@ -88,12 +98,17 @@ export async function restoreChild(
         migrationFd: vmstateFd,
         oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
         logger,
-        ...(ctx.facts.vmUser ? { uid: ctx.facts.vmUser.uid, gid: ctx.facts.vmUser.gid } : {}),
+        ...(ctx.facts.vmUser && (isolation?.runAsUidGid ?? true)
+          ? { uid: ctx.facts.vmUser.uid, gid: ctx.facts.vmUser.gid }
+          : {}),
+        ...(isolation?.wrapper ? { wrapper: isolation.wrapper } : {}),
       });
     } finally {
       closeSync(vmstateFd);
     }
     teardown.push('qemu', () => vm.kill(500));
+    // Into the cgroup before the restore faults in guest memory, so that memory is charged.
+    await isolation?.onSpawned(vm.pid);
     await writeRunRecord(runDir, {
       id,
       snapshotTag: snap.tag,
@@ -132,6 +147,7 @@ export async function restoreChild(
       { startMs: tStarted - t0, restoreMs: tRestored - tStarted, readyMs: tReady - t0 },
       new Date(),
       ctx,
+      isolation,
     );
   } catch (err) {
     await teardown.unwind();

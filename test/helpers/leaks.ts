@@ -1,5 +1,6 @@
 // The leak check every suite ends with: no QEMU process, run dir, staging dir, network
-// namespace, cgroup or tap of ours left behind.
+// namespace, cgroup, tap, bridge, address claim or host nftables table of ours left behind.
+// (A sandbox's tap and its own nftables table live in its namespace and go with it.)
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -42,6 +43,15 @@ export async function findLeaks(dataDir = TEST_DATA_DIR): Promise<string[]> {
   for (const ctl of ['memory', 'cpu', 'pids', 'unified', '']) {
     for (const cg of await list(join('/sys/fs/cgroup', ctl, 'forkd')))
       if (cg.startsWith('sb-')) leaks.push(`cgroup ${ctl}/forkd/${cg}`);
+  }
+  // Bridge-address claims of sandbox namespaces (src/host/net-addr.ts) and the host's table.
+  for (const ns of await list('/run/forkd/net/ns')) leaks.push(`bridge address claim of ${ns}`);
+  for (const a of await list('/run/forkd/net/addr')) leaks.push(`bridge address claim ${a}`);
+  try {
+    const { stdout } = await pexec('nft', ['list', 'tables']);
+    if (/^table inet forkd$/m.test(stdout)) leaks.push('nftables table inet forkd on the host');
+  } catch {
+    /* no nftables */
   }
   try {
     const { stdout } = await pexec('ip', ['-o', 'link', 'show']);
