@@ -4,6 +4,7 @@
 import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { exists } from '../lib/fsutil.js';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ForkdError } from '../lib/errors.js';
 import { run } from '../lib/exec.js';
 import type { GuestFile } from './guest-files.js';
@@ -11,6 +12,7 @@ import type { GuestFile } from './guest-files.js';
 /** Debian package name syntax (policy 5.6.1); anything else never reaches apt's argv. */
 export const DEBIAN_PACKAGE_PATTERN = /^[a-z0-9][a-z0-9+.-]{1,99}$/;
 export const DEBIAN_SUITE = 'bookworm';
+const MMDEBSTRAP_ATTEMPTS = 3;
 
 export function assertPackageNames(packages: readonly string[]): void {
   for (const p of packages) {
@@ -32,13 +34,27 @@ export async function buildDebianTree(
   // libstdc++6 and libgcc-s1: the host's node needs them and the essential variant lacks them.
   const include = [...new Set([...packages, 'libstdc++6', 'libgcc-s1'])].sort();
   onProgress(`mmdebstrap ${DEBIAN_SUITE} with ${include.join(', ')}`);
-  await run(
-    'mmdebstrap',
-    ['--variant=essential', '--mode=root', '--quiet', `--include=${include.join(',')}`, DEBIAN_SUITE, treeDir],
-    {
-      timeoutMs: 1_200_000,
-    },
-  );
+  const args = [
+    '--variant=essential',
+    '--mode=root',
+    '--quiet',
+    `--include=${include.join(',')}`,
+    DEBIAN_SUITE,
+    treeDir,
+  ];
+  // mmdebstrap runs `apt-get update --error-on=any`: a mirror mid-sync or a dropped fetch
+  // fails the whole build, so a failed attempt is retried from an empty tree.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await run('mmdebstrap', args, { timeoutMs: 1_200_000 });
+      break;
+    } catch (err) {
+      if (attempt >= MMDEBSTRAP_ATTEMPTS) throw err;
+      onProgress(`mmdebstrap failed (attempt ${attempt}/${MMDEBSTRAP_ATTEMPTS}); retrying`);
+      await rm(treeDir, { recursive: true, force: true });
+      await sleep(2000 * attempt);
+    }
+  }
   // Package caches are dead weight in a read-only root.
   for (const dir of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
     const path = join(treeDir, dir);
