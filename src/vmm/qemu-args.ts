@@ -39,6 +39,8 @@ export interface QemuSpec {
   consoleLog: string;
   /** Start paused waiting for a migration stream (restore or materialize). */
   incoming: boolean;
+  /** `-S`: stay paused after an incoming migration of a running VM (BRANCH materialize). */
+  startPaused?: boolean;
   /** TCG translation cache size in MiB; small keeps idle children cheap. */
   tcgTbSizeMiB?: number;
 }
@@ -124,6 +126,7 @@ export function qemuArgs(spec: QemuSpec): string[] {
   }
   args.push('-qmp', `unix:${spec.qmpSocket},server=on,wait=off`, '-sandbox', SANDBOX_ARG);
   if (spec.incoming) args.push('-incoming', 'defer');
+  if (spec.startPaused) args.push('-S');
   return args;
 }
 

@@ -1,0 +1,109 @@
+// Live (pre-copy) migration of a running VM into a file, for BRANCH (QEMU-NOTES "BRANCH a
+// running child"): RAM is copied while the guest runs, the guest stops only for the final
+// stop-and-copy (bounded by `downtime-limit`), and is resumed with `cont` once the stream is
+// complete. The pause is measured from QEMU's own STOP and RESUME event timestamps.
+// x-ignore-shared is OFF: a child maps its parent's memory.bin privately, so every page must
+// travel in the stream for the result to stand on its own.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ForkdError, messageOf } from '../lib/errors.js';
+import { deadlineSignal } from '../lib/deadline.js';
+import { openMigrationSink } from './migration-sink.js';
+import type { QmpClient, QmpEvent } from './qmp.js';
+
+export const DOWNTIME_MS_RANGE = { min: 1, max: 1000, default: 20 } as const;
+
+export interface LiveMigrateResult {
+  /** STOP -> RESUME of the source, from QEMU's event timestamps. */
+  pauseMs: number;
+  /** Stream bytes written. */
+  bytes: number;
+  /** From the `migrate` command until the source runs again. */
+  totalMs: number;
+}
+
+export async function liveMigrateToFile(
+  qmp: QmpClient,
+  opts: {
+    socketPath: string;
+    outPath: string;
+    owner?: { uid: number; gid: number };
+    downtimeMs: number;
+    timeoutMs?: number;
+  },
+): Promise<LiveMigrateResult> {
+  const t0 = performance.now();
+  const signal = deadlineSignal(opts.timeoutMs ?? 600_000);
+  let stop: QmpEvent | undefined;
+  let resume: QmpEvent | undefined;
+  const onEvent = (e: QmpEvent): void => {
+    if (e.event === 'STOP' && !stop) stop = e;
+    else if (e.event === 'RESUME' && stop && !resume) resume = e;
+  };
+  qmp.events.on('event', onEvent);
+  const sink = await openMigrationSink({
+    socketPath: opts.socketPath,
+    outPath: opts.outPath,
+    ...(opts.owner ? { owner: opts.owner } : {}),
+  });
+  let migrated = false;
+  try {
+    await qmp.execute('migrate-set-capabilities', {
+      capabilities: [
+        { capability: 'x-ignore-shared', state: false },
+        { capability: 'events', state: true },
+      ],
+    });
+    await qmp.execute('migrate-set-parameters', { 'downtime-limit': opts.downtimeMs });
+    await qmp.execute('migrate', { uri: sink.uri });
+    migrated = true;
+    for (;;) {
+      if (signal.aborted) throw new ForkdError('timeout', 'live migration did not complete before its deadline');
+      const info = await qmp.execute<Record<string, unknown>>('query-migrate');
+      if (info.status === 'completed') break;
+      if (info.status === 'failed' || info.status === 'cancelled') {
+        const reason = typeof info['error-desc'] === 'string' ? info['error-desc'] : String(info.status);
+        throw new ForkdError('vmm_error', `live migration ${String(info.status)}: ${reason}`);
+      }
+      await sleep(2);
+    }
+    await qmp.execute('cont');
+    const bytes = await sink.done;
+    if (!resume) await waitUntil(() => resume !== undefined, 5000);
+    if (!stop || !resume) throw new ForkdError('vmm_error', 'live migration: no STOP/RESUME events from QEMU');
+    return {
+      pauseMs: (resume.timestampUs - stop.timestampUs) / 1000,
+      bytes,
+      totalMs: performance.now() - t0,
+    };
+  } catch (err) {
+    // Whatever failed, the source must run again.
+    if (migrated) await qmp.execute('migrate_cancel').catch(() => undefined);
+    await ensureRunning(qmp).catch((e: unknown) => {
+      throw new ForkdError('vmm_error', `${messageOf(err)}; and the source could not be resumed: ${messageOf(e)}`, {
+        cause: err,
+      });
+    });
+    throw err;
+  } finally {
+    qmp.events.off('event', onEvent);
+    await sink.close();
+  }
+}
+
+async function ensureRunning(qmp: QmpClient): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const s = await qmp.execute<{ running: boolean; status: string }>('query-status');
+    if (s.running) return;
+    if (s.status === 'postmigrate' || s.status === 'paused') {
+      await qmp.execute('cont');
+      return;
+    }
+    await sleep(5); // finish-migrate: wait for it to settle
+  }
+  throw new ForkdError('vmm_error', 'source did not leave its migration state');
+}
+
+async function waitUntil(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond() && Date.now() < end) await sleep(2);
+}
