@@ -9,6 +9,7 @@ import { FORKD_VERSION } from '../lib/version.js';
 import { createCoreContext } from '../core/context.js';
 import { qemuVersionString } from '../core/host-facts.js';
 import type { ControllerHooks } from '../core/controller/events.js';
+import { BranchService } from '../core/branch.js';
 import { reconcile } from '../core/controller/reconcile.js';
 import { SandboxManager } from '../core/controller/sandboxes.js';
 import { SnapshotService } from '../core/controller/snapshots.js';
@@ -55,7 +56,7 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     },
     sandboxes: () => store.countByState(),
     activeSandboxes: () => store.countActive(),
-    branchesInFlight: () => 0,
+    branchesInFlight: () => branches.inFlight,
     branchConcurrencyCap: () => cfg.branchConcurrency,
     buildInfo: () => ({ version: FORKD_VERSION, node: process.version, qemu, accel: ctx.facts.accel.accel }),
   });
@@ -81,6 +82,7 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
       .listSandboxes({ snapshotTag: tag })
       .flatMap((r) => (r.state === 'failed' || r.state === 'stopped' ? [] : [r.id]));
   const snapshots = new SnapshotService(ctx, store, hooks, activeUsers);
+  const branches = new BranchService(ctx, store, sandboxes, hooks, { concurrency: cfg.branchConcurrency });
 
   const report = await reconcile(ctx, store, sandboxes, hooks);
   logger.info('reconciled state with the host', { ...report });
@@ -89,6 +91,7 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     ctx,
     sandboxes,
     snapshots,
+    branches,
     metrics,
     version: { version: FORKD_VERSION, api: 'v1', node: process.version, qemu, accel: ctx.facts.accel.accel },
   };
@@ -134,7 +137,10 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
         logger.info('shutting down', { kill_sandboxes: cfg.killOnExit });
         const deadline = Date.now() + DRAIN_MS;
         await drain(listening.server, DRAIN_MS);
-        await Promise.race([snapshots.idle(), sleep(Math.max(0, deadline - Date.now()))]);
+        await Promise.race([
+          Promise.all([snapshots.idle(), branches.idle()]),
+          sleep(Math.max(0, deadline - Date.now())),
+        ]);
         await sandboxes.close({ kill: cfg.killOnExit });
         store.close();
         logger.info('stopped', { sandboxes: cfg.killOnExit ? 'killed' : 'left running for the next daemon to adopt' });

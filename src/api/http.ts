@@ -301,7 +301,13 @@ function sendError(res: ServerResponse, err: unknown, requestId: string, logger:
     req.once('close', () => clearTimeout(timer));
     req.resume();
   }
-  send(res, { status, json: body });
+  // 503s that ask to come back later say when (BRANCH over its concurrency cap).
+  const retryAfter = err instanceof ForkdError ? err.details?.retryAfterSecs : undefined;
+  send(res, {
+    status,
+    json: body,
+    ...(typeof retryAfter === 'number' ? { headers: { 'Retry-After': String(retryAfter) } } : {}),
+  });
 }
 
 function remoteOf(req: IncomingMessage): string {

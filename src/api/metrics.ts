@@ -103,7 +103,7 @@ export class Metrics {
         Object.entries(s.sandboxes()).map(([state, n]) => [{ state }, n]),
       ),
       ...gauge('forkd_sandboxes_active', 'Sandboxes creating, running or stopping.', [[{}, s.activeSandboxes()]]),
-      ...gauge('forkd_branches_in_flight', 'BRANCH operations in progress (BRANCH is not built yet: always 0).', [
+      ...gauge('forkd_branches_in_flight', 'BRANCH operations in progress (admitted until ready or failed).', [
         [{}, s.branchesInFlight()],
       ]),
       ...gauge('forkd_branch_concurrency_cap', 'Configured maximum of concurrent BRANCH operations.', [

@@ -9,6 +9,7 @@ import { FORKD_VERSION } from '../lib/version.js';
 import { MEM_MIB_RANGE, VCPU_RANGE } from '../core/snapshot-create.js';
 import { FORK_N_RANGE } from '../core/fork.js';
 import { TTL_SECS_RANGE } from '../core/controller/sandboxes.js';
+import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
 import { SANDBOX_STATES, SNAPSHOT_STATUSES } from '../core/state/store.js';
 import { MAX_EVAL_CODE_BYTES, MAX_EXEC_STDIN_BYTES, MAX_LIST_ENTRIES, MAX_PATH_BYTES } from '../protocol/limits.js';
 
@@ -170,6 +171,29 @@ const schemas: Record<string, Schema> = {
     per_child_netns: { ...bool, default: false, description: 'accepted, NOT enforced yet (isolation issue)' },
     ttl_secs: int(TTL_SECS_RANGE.min, TTL_SECS_RANGE.max),
     metadata: ref('Metadata'),
+  }),
+  Branch: obj([], {
+    tag: { ...ref('Tag'), description: 'output snapshot tag; default branch-<sandbox id>-<n>' },
+    wait: {
+      ...bool,
+      default: true,
+      description: 'answer 201 once the snapshot is ready (false: 202 once the source runs again)',
+    },
+    downtime_ms: int(DOWNTIME_MS_RANGE.min, DOWNTIME_MS_RANGE.max, {
+      default: DOWNTIME_MS_RANGE.default,
+      description: 'target pause of the source for the final stop-and-copy (QEMU downtime-limit)',
+    }),
+  }),
+  BranchResult: obj(['tag', 'sandbox_id', 'status', 'pause_ms', 'live_ms', 'total_ms', 'bytes'], {
+    tag: ref('Tag'),
+    sandbox_id: ref('SandboxId'),
+    status: str({ enum: ['writing', 'ready'] }),
+    pause_ms: { type: 'number', minimum: 0, description: 'source paused: QMP STOP to RESUME event timestamps' },
+    live_ms: { type: 'number', minimum: 0, description: 'request start until the source ran again' },
+    total_ms: { type: 'number', minimum: 0, description: 'request start until ready (wait=true) or live_ms' },
+    bytes: { type: 'integer', minimum: 0, description: 'migration stream bytes written' },
+    memory_bytes: { type: 'integer', minimum: 0, description: 'size of the new memory.bin (wait=true)' },
+    snapshot: ref('Snapshot'),
   }),
   CreatedSandboxes: obj(['sandboxes', 'warnings'], { sandboxes: arr(ref('Sandbox')), warnings: arr(str()) }),
   Exec: {
@@ -336,6 +360,20 @@ export const OPENAPI_DOCUMENT = {
       parameters: [idParam],
       get: { operationId: 'getSandbox', responses: { '200': reply('one sandbox', ref('Sandbox')), ...errors } },
       delete: { operationId: 'deleteSandbox', responses: { '204': noContent, ...errors } },
+    },
+    '/v1/sandboxes/{id}/branch': {
+      parameters: [idParam],
+      post: {
+        operationId: 'branchSandbox',
+        description:
+          "Snapshots a running sandbox live (pre-copy; the source pauses only for the final stop-and-copy) into a new forkable snapshot whose parent is the sandbox's snapshot. 503 with Retry-After over --branch-concurrency, 409 for a tag that exists or is being branched, 507 without free space for the RAM.",
+        requestBody: { required: false, ...json(ref('Branch')) },
+        responses: {
+          '201': reply('the snapshot is ready', ref('BranchResult')),
+          '202': reply('the source runs again; the snapshot is still writing', ref('BranchResult')),
+          ...errors,
+        },
+      },
     },
     '/v1/sandboxes/{id}/exec': {
       parameters: [idParam],

@@ -1,11 +1,13 @@
 // Handlers of the control routes: health, version, metrics, the document, snapshots and
 // sandboxes. Each one: take validated input, call core, serialize (STYLE rule 2).
+import type { BranchService } from '../core/branch.js';
 import type { CoreContext } from '../core/context.js';
 import type { SandboxManager } from '../core/controller/sandboxes.js';
 import type { SnapshotService } from '../core/controller/snapshots.js';
 import type { SandboxState } from '../core/state/store.js';
 import type { Handler } from './http.js';
 import type { Metrics } from './metrics.js';
+import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { guestHandlers } from './routes-guest.js';
 import { NOT_ENFORCED, sandboxJson, snapshotJson } from './serialize.js';
@@ -14,6 +16,7 @@ export interface ApiCore {
   ctx: CoreContext;
   sandboxes: SandboxManager;
   snapshots: SnapshotService;
+  branches: BranchService;
   metrics: Metrics;
   version: { version: string; api: 'v1'; node: string; qemu: string; accel: 'kvm' | 'tcg' };
 }
@@ -25,6 +28,12 @@ interface CreateSnapshotBody {
   vcpus: number;
   warmup: string[];
   boot_wait_secs: number;
+}
+
+interface BranchBody {
+  tag?: string;
+  wait?: boolean;
+  downtime_ms?: number;
 }
 
 interface CreateSandboxesBody {
@@ -105,6 +114,22 @@ export function handlers(core: ApiCore): Record<string, Handler> {
     deleteSandbox: async ({ params, requestId }) => {
       await sandboxes.delete(params.id!, requestId);
       return { status: 204 };
+    },
+    branchSandbox: async ({ params, body, requestId }) => {
+      const b = (body ?? {}) as BranchBody;
+      const r = await core.branches.start({
+        sandboxId: params.id!,
+        tag: b.tag,
+        downtimeMs: b.downtime_ms ?? DOWNTIME_MS_RANGE.default,
+        requestId,
+      });
+      const base = { tag: r.tag, sandbox_id: r.sandboxId, pause_ms: r.pauseMs, live_ms: r.liveMs, bytes: r.bytes };
+      const headers = { Location: `/v1/snapshots/${r.tag}` };
+      if (b.wait === false) return { status: 202, json: { ...base, status: 'writing', total_ms: r.liveMs }, headers };
+      const done = await r.done;
+      const snapshot = snapshotJson(await snapshots.get(r.tag));
+      const json = { ...base, status: 'ready', total_ms: done.totalMs, memory_bytes: done.memoryBytes, snapshot };
+      return { status: 201, json, headers };
     },
     ...guestHandlers(sandboxes),
   };

@@ -2,12 +2,15 @@
 // or re-adopted after a restart (QEMU is not our child; see reattach.ts). The manager sees one
 // shape: the agent, a promise that settles when QEMU is gone, kill and detach.
 import type { AgentClient } from '../../agent/client.js';
+import type { QmpClient } from '../../vmm/qmp.js';
 import type { Sandbox } from '../sandbox.js';
 
 export interface LiveSandbox {
   readonly id: string;
   readonly pid: number;
   readonly agent: AgentClient;
+  /** QEMU's monitor (BRANCH drives a live migration through it). */
+  readonly qmp: QmpClient;
   /** Settles (with a reason) when QEMU is gone, whoever stopped it. */
   readonly exited: Promise<string>;
   /** Stop QEMU (if still running), close the connections, remove the run dir. Idempotent. */
@@ -25,6 +28,7 @@ export function liveFromSandbox(sandbox: Sandbox): LiveSandbox {
     id: sandbox.id,
     pid: sandbox.pid,
     agent: sandbox.agent,
+    qmp: sandbox.vm.qmp,
     exited,
     kill: () => sandbox.dispose(),
     detach: () => {

@@ -66,7 +66,7 @@ class AdoptedSandbox implements LiveSandbox {
     readonly id: string,
     readonly pid: number,
     private readonly dir: string,
-    private readonly qmp: QmpClient,
+    readonly qmp: QmpClient,
     readonly agent: AgentClient,
   ) {
     this.exited = new Promise((resolve) => (this.#resolveExit = resolve));

@@ -100,7 +100,18 @@ export class SandboxManager {
         { details: { status: 'writing' } },
       );
     }
-    const snap = await loadSnapshot(this.ctx, tag);
+    const snap = await loadSnapshot(this.ctx, tag).catch((err: unknown) => {
+      // A failed build or BRANCH left a row and no dir: that is a state, not an absence.
+      const row = this.store.getSnapshot(tag);
+      if (row?.status === 'failed' && err instanceof ForkdError && err.code === 'not_found') {
+        throw new ForkdError(
+          'invalid_state',
+          `snapshot ${tag} failed${row.error ? ` (${row.error.split('\n')[0]})` : ''}; DELETE it and build or branch it again`,
+          { details: { status: 'failed' } },
+        );
+      }
+      throw err;
+    });
     const active = this.store.countActive();
     if (active + req.n > this.opts.maxSandboxes) {
       throw new ForkdError(
