@@ -37,7 +37,15 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/lib/config.ts', 'test/**/*.ts', 'bench/**/*.ts', 'scripts/**', 'examples/**', 'src/guest/**'],
+    files: [
+      'src/lib/config.ts',
+      'src/sdk/env.ts',
+      'test/**/*.ts',
+      'bench/**/*.ts',
+      'scripts/**',
+      'examples/**',
+      'src/guest/**',
+    ],
     rules: { 'no-restricted-syntax': 'off' },
   },
   {

@@ -1,0 +1,190 @@
+// Wire types of the forkd-controller REST API v1, written by hand to match the OpenAPI
+// document (src/api/openapi.ts, docs/openapi.json). The SDK imports nothing else of forkd, so
+// it can be used without the daemon's code; test/unit/sdk-types.test.ts keeps the two in step.
+
+export type ApiErrorCode =
+  | 'invalid_argument'
+  | 'invalid_tag'
+  | 'invalid_id'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'conflict'
+  | 'already_exists'
+  | 'invalid_state'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'incompatible_snapshot'
+  | 'corrupt_snapshot'
+  | 'busy'
+  | 'unavailable'
+  | 'insufficient_storage'
+  | 'timeout'
+  | 'boot_failed'
+  | 'vmm_error'
+  | 'agent_error'
+  | 'host_error'
+  | 'internal';
+
+/** Codes the SDK itself gives when no API answer arrived. */
+export type ClientErrorCode = 'unreachable' | 'aborted' | 'client_timeout' | 'protocol_error';
+
+export interface ErrorBody {
+  error: string;
+  code: ApiErrorCode;
+  request_id?: string;
+}
+
+export interface VersionInfo {
+  version: string;
+  api: 'v1';
+  node: string;
+  qemu: string;
+  accel: 'kvm' | 'tcg';
+}
+
+export type SnapshotStatus = 'writing' | 'ready' | 'failed';
+
+export interface SnapshotInfo {
+  tag: string;
+  status: SnapshotStatus;
+  created_at: string;
+  error: string | null;
+  image: string | null;
+  mem_mib: number | null;
+  vcpus: number | null;
+  accel: 'kvm' | 'tcg' | null;
+  qemu_version: string | null;
+  logical_bytes: number;
+  disk_bytes: number;
+  parent_tag: string | null;
+  branched_from: string | null;
+  ancestors: string[];
+  dependents: string[];
+  in_use_by: string[];
+}
+
+export interface CreateSnapshotBody {
+  tag: string;
+  image?: string;
+  mem_mib?: number;
+  vcpus?: number;
+  warmup?: string[];
+  boot_wait_secs?: number;
+}
+
+export type SandboxState = 'creating' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export interface SandboxInfo {
+  id: string;
+  snapshot_tag: string;
+  state: SandboxState;
+  pid: number | null;
+  created_at: string;
+  expires_at: string | null;
+  accel: string | null;
+  memory_limit_mib: number | null;
+  per_child_netns: boolean;
+  netns: string | null;
+  metadata: Record<string, string>;
+  reason: string | null;
+  warnings: string[];
+}
+
+export interface CreateSandboxesBody {
+  snapshot_tag: string;
+  n?: number;
+  ttl_secs?: number;
+  metadata?: Record<string, string>;
+  memory_limit_mib?: number;
+  per_child_netns?: boolean;
+}
+
+export interface CreateSandboxesResult {
+  sandboxes: SandboxInfo[];
+  warnings: string[];
+}
+
+export interface ExecBody {
+  args?: string[];
+  cmd?: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  stdin?: string;
+  timeout_secs?: number;
+}
+
+export interface ExecResult {
+  exit_code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  timed_out: boolean;
+  duration_ms: number;
+}
+
+export type ExecStreamLine =
+  | { type: 'stdout' | 'stderr'; data: string }
+  | {
+      type: 'exit';
+      exit_code: number | null;
+      signal: string | null;
+      truncated: boolean;
+      timed_out: boolean;
+      duration_ms: number;
+    }
+  | { type: 'error'; error: string; code: ApiErrorCode };
+
+export type EvalLanguage = 'js' | 'python';
+
+export interface EvalResult {
+  value: unknown;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  error: null | { name: string; message: string; stack?: string | null };
+}
+
+export interface PingResult {
+  ok: true;
+  uptime_ms: number;
+  agent_version: string;
+  latency_ms: number;
+}
+
+export interface WriteFileResult {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface FileEntry {
+  name: string;
+  type: string;
+  size: number;
+  mode: number;
+  mtime_ms: number;
+}
+
+export interface FileList {
+  path: string;
+  entries: FileEntry[];
+  truncated: boolean;
+}
+
+/** BRANCH (POST /v1/sandboxes/{id}/branch), per issue 8's contract: 201 when done, 202 with wait=false. */
+export interface BranchBody {
+  tag?: string;
+  wait?: boolean;
+  downtime_ms?: number;
+}
+
+export interface BranchResult {
+  tag: string;
+  status: SnapshotStatus;
+  pause_ms: number | null;
+  total_ms: number | null;
+  bytes: number | null;
+}
