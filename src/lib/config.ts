@@ -108,3 +108,23 @@ function intSetting(name: string, raw: string | undefined, def: number, range: {
   }
   return n;
 }
+
+/** Where the CLI's daemon-mode commands (spawn, ls, exec, mcp, ...) find forkd-controller. */
+export interface ClientConfig {
+  /** `http://host:port`, `https://host:port` or `unix:/path`; undefined: the SDK's default. */
+  readonly url: string | undefined;
+  readonly token: string | undefined;
+  /** PEM file of the CA that signed the daemon's certificate. */
+  readonly caFile: string | undefined;
+}
+
+/** Flags win over FORKD_URL / FORKD_TOKEN / FORKD_CA. */
+export function loadClientConfig(
+  flags: { url?: string | undefined; token?: string | undefined; ca?: string | undefined } = {},
+): ClientConfig {
+  return Object.freeze({
+    url: flags.url ?? env('FORKD_URL'),
+    token: flags.token ?? env('FORKD_TOKEN'),
+    caFile: flags.ca ?? env('FORKD_CA'),
+  });
+}

@@ -12,6 +12,14 @@ import { packCommand } from './pack.js';
 import { unpackCommand } from './unpack.js';
 import { pushCommand } from './push.js';
 import { pullCommand } from './pull.js';
+import { spawnCommand } from './spawn.js';
+import { lsCommand } from './ls.js';
+import { killCommand } from './kill.js';
+import { execCommand } from './exec.js';
+import { evalCommand } from './eval.js';
+import { cpCommand } from './cp.js';
+import { branchCommand } from './branch.js';
+import { mcpCommand } from './mcp.js';
 
 export const commands: Command[] = [
   quickstartCommand,
@@ -27,4 +35,13 @@ export const commands: Command[] = [
   unpackCommand,
   pushCommand,
   pullCommand,
+  // Daemon mode (through the SDK, against forkd-controller):
+  spawnCommand,
+  lsCommand,
+  killCommand,
+  execCommand,
+  evalCommand,
+  cpCommand,
+  branchCommand,
+  mcpCommand,
 ];

@@ -7,13 +7,19 @@ import { intFlag, listFlag } from '../args.js';
 import { openLocal } from '../local.js';
 import { createProgress } from '../progress.js';
 import { EXIT_OK, type Command } from '../command.js';
+import { REMOTE_SNAPSHOT_SUBCOMMANDS, REMOTE_SNAPSHOT_USAGE, runRemoteSnapshot } from './snapshot-remote.js';
 
 export const snapshotCommand: Command = {
   name: 'snapshot',
   summary: 'Boot a parent VM from an image, run warm-up commands, save it as a tagged snapshot',
   usage:
-    'snapshot --tag TAG [--image default] [--mem-mib 512] [--vcpus 1] [--warmup CMD]... [--python-preload MOD,...] [--boot-timeout-secs 120] [--data-dir DIR] [--json]',
+    'snapshot --tag TAG [--image default] [--mem-mib 512] [--vcpus 1] [--warmup CMD]... [--python-preload MOD,...] [--boot-timeout-secs 120] [--data-dir DIR] [--json]\n' +
+    `       forkd ${REMOTE_SNAPSHOT_USAGE}`,
   async run(argv, ctx) {
+    // Daemon mode: `forkd snapshot create|ls|info|rm ...`; flags alone keep the local builder.
+    const sub = argv[0];
+    if ((REMOTE_SNAPSHOT_SUBCOMMANDS as readonly string[]).includes(sub ?? ''))
+      return runRemoteSnapshot(sub!, argv.slice(1), ctx);
     const { values } = parseArgs({
       args: argv,
       strict: true,

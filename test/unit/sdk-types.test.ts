@@ -1,0 +1,163 @@
+// The SDK's hand-written wire types stay in step with the OpenAPI document: the keys of each
+// type (checked complete and exact by the compiler through `satisfies Record<keyof T, true>`)
+// equal the schema's properties, and the error codes equal the API's. Plus the SDK's pure
+// parts: daemon URL forms and calls that never reach the network.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { OPENAPI_DOCUMENT } from '../../src/api/openapi.js';
+import { ERROR_CODES } from '../../src/lib/errors.js';
+import { Controller, ForkdApiError } from '../../src/sdk/index.js';
+import type {
+  ApiErrorCode,
+  EvalResult,
+  ExecResult,
+  FileList,
+  PingResult,
+  SandboxInfo,
+  SnapshotInfo,
+  VersionInfo,
+  WriteFileResult,
+} from '../../src/sdk/index.js';
+import { parseRemote } from '../../src/cli/commands/cp.js';
+
+const keys = <T>(o: Record<keyof T, true>): string[] => Object.keys(o).sort();
+const schemas = OPENAPI_DOCUMENT.components.schemas as Record<string, { properties?: Record<string, unknown> }>;
+const props = (name: string): string[] => Object.keys(schemas[name]?.properties ?? {}).sort();
+
+test('SDK wire types have exactly the properties of the OpenAPI schemas', () => {
+  const cases: [string, string[]][] = [
+    [
+      'Snapshot',
+      keys<SnapshotInfo>({
+        tag: true,
+        status: true,
+        created_at: true,
+        error: true,
+        image: true,
+        mem_mib: true,
+        vcpus: true,
+        accel: true,
+        qemu_version: true,
+        logical_bytes: true,
+        disk_bytes: true,
+        parent_tag: true,
+        branched_from: true,
+        ancestors: true,
+        dependents: true,
+        in_use_by: true,
+      } satisfies Record<keyof SnapshotInfo, true>),
+    ],
+    [
+      'Sandbox',
+      keys<SandboxInfo>({
+        id: true,
+        snapshot_tag: true,
+        state: true,
+        pid: true,
+        created_at: true,
+        expires_at: true,
+        accel: true,
+        memory_limit_mib: true,
+        per_child_netns: true,
+        netns: true,
+        metadata: true,
+        reason: true,
+        warnings: true,
+      } satisfies Record<keyof SandboxInfo, true>),
+    ],
+    [
+      'ExecResult',
+      keys<ExecResult>({
+        exit_code: true,
+        signal: true,
+        stdout: true,
+        stderr: true,
+        truncated: true,
+        timed_out: true,
+        duration_ms: true,
+      } satisfies Record<keyof ExecResult, true>),
+    ],
+    [
+      'EvalResult',
+      keys<EvalResult>({ value: true, stdout: true, stderr: true, truncated: true, error: true } satisfies Record<
+        keyof EvalResult,
+        true
+      >),
+    ],
+    ['FileList', keys<FileList>({ path: true, entries: true, truncated: true } satisfies Record<keyof FileList, true>)],
+    [
+      'FileWritten',
+      keys<WriteFileResult>({ path: true, size: true, sha256: true } satisfies Record<keyof WriteFileResult, true>),
+    ],
+    [
+      'Ping',
+      keys<PingResult>({ ok: true, uptime_ms: true, agent_version: true, latency_ms: true } satisfies Record<
+        keyof PingResult,
+        true
+      >),
+    ],
+    [
+      'Version',
+      keys<VersionInfo>({ version: true, api: true, node: true, qemu: true, accel: true } satisfies Record<
+        keyof VersionInfo,
+        true
+      >),
+    ],
+  ];
+  for (const [schema, typeKeys] of cases) {
+    // The daemon may grow a schema (e.g. netns with isolation): the SDK must cover what it documents.
+    assert.deepEqual(typeKeys, props(schema), `SDK type for ${schema}`);
+  }
+});
+
+test('the SDK knows every API error code', () => {
+  const codes = Object.keys({
+    invalid_argument: true,
+    invalid_tag: true,
+    invalid_id: true,
+    unauthorized: true,
+    forbidden: true,
+    not_found: true,
+    method_not_allowed: true,
+    conflict: true,
+    already_exists: true,
+    invalid_state: true,
+    payload_too_large: true,
+    unsupported_media_type: true,
+    incompatible_snapshot: true,
+    corrupt_snapshot: true,
+    busy: true,
+    unavailable: true,
+    insufficient_storage: true,
+    timeout: true,
+    boot_failed: true,
+    vmm_error: true,
+    agent_error: true,
+    host_error: true,
+    internal: true,
+  } satisfies Record<ApiErrorCode, true>).sort();
+  assert.deepEqual(codes, Object.keys(ERROR_CODES).sort());
+});
+
+test('daemon URLs: http, https, unix:/path; anything else is refused before any request', async () => {
+  for (const url of ['http://127.0.0.1:8889', 'https://forkd.example:443', 'unix:/run/forkd.sock', 'http://[::1]:1'])
+    assert.equal(new Controller({ url, token: 't' }).url, url);
+  for (const url of ['ftp://x', 'unix:relative.sock', 'not a url'])
+    assert.throws(
+      () => new Controller({ url, token: 't' }),
+      (e: unknown) => e instanceof ForkdApiError && e.code === 'invalid_argument' && e.status === 0,
+    );
+  const ac = new AbortController();
+  ac.abort();
+  await assert.rejects(
+    new Controller({ url: 'http://127.0.0.1:1', token: 't' }).version({ signal: ac.signal }),
+    (e: unknown) => e instanceof ForkdApiError && e.code === 'aborted',
+  );
+});
+
+test('forkd cp: ID:/path is remote, anything else local', () => {
+  assert.deepEqual(parseRemote('sb-abcdefghijklmnop:/root/a b'), { id: 'sb-abcdefghijklmnop', path: '/root/a b' });
+  assert.equal(parseRemote('./sb-abcdefghijklmnop:/x'), undefined);
+  assert.equal(parseRemote('sb-abcdefghijklmnop:relative'), undefined);
+  assert.equal(parseRemote('/tmp/file'), undefined);
+});
