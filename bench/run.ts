@@ -12,6 +12,7 @@ import { machineInfo, machineMarkdown } from './machine.js';
 import { forkBench, forkMarkdown } from './fork-bench.js';
 import { agentBench, agentMarkdown } from './agent-bench.js';
 import { controllerBench, controllerMarkdown } from './controller-bench.js';
+import { netnsBench, netnsMarkdown } from './netns-bench.js';
 import { packBench, packMarkdown } from './pack-bench.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
@@ -54,6 +55,23 @@ async function main(): Promise<void> {
         `# Pack and unpack a snapshot\n\n${machineMarkdown(machine)}\n${packMarkdown(result)}\n`,
       );
       log('wrote bench/results/pack.{json,md}');
+    } finally {
+      await removeSnapshot(core.paths, tag).catch(() => undefined);
+    }
+  }
+
+  if (only.length === 0 || only.includes('netns')) {
+    const tag = `bench-netns-${Date.now().toString(36)}`;
+    log(`snapshot ${tag}`);
+    await createSnapshot(core, { tag, image: 'default', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 300_000 });
+    try {
+      const result = await netnsBench(core, { tag, n: 50, log });
+      await writeFile(`${RESULTS}netns.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
+      await writeFile(
+        `${RESULTS}netns.md`,
+        `# Fork with and without per-sandbox isolation\n\n${machineMarkdown(machine)}\n- Image: default, 512 MiB guest RAM, 1 vCPU; forks of 50 children of one snapshot, one after the other in the same run, each mode twice (order none, cgroup, cgroup+netns, then reversed).\n- \`none\`: no cgroup, no namespace (the NIC on an unconnected hub). \`cgroup\`: each QEMU in its own memory/cpu/pids cgroup (memoryMiB 1024, so no limit bites). \`cgroup+netns\`: plus its own network namespace (tap, veth to the bridge forkd-br0, nftables egress \`allow\` + NAT), set up before QEMU starts.\n- "Answers" = the child's agent replied to \`identity\`.\n\n${netnsMarkdown(result)}\n`,
+      );
+      log('wrote bench/results/netns.{json,md}');
     } finally {
       await removeSnapshot(core.paths, tag).catch(() => undefined);
     }
