@@ -174,17 +174,27 @@ export interface FileList {
   truncated: boolean;
 }
 
-/** BRANCH (POST /v1/sandboxes/{id}/branch), per issue 8's contract: 201 when done, 202 with wait=false. */
+/** BRANCH (POST /v1/sandboxes/{id}/branch): 201 when the snapshot is ready, 202 with wait=false. */
 export interface BranchBody {
+  /** Output tag; default `branch-<sandbox id>-<n>`. */
   tag?: string;
+  /** Default true: answer once the snapshot is ready; false: once the source runs again. */
   wait?: boolean;
+  /** Target pause of the source for the final stop-and-copy. */
   downtime_ms?: number;
 }
 
 export interface BranchResult {
   tag: string;
-  status: SnapshotStatus;
-  pause_ms: number | null;
-  total_ms: number | null;
-  bytes: number | null;
+  sandbox_id: string;
+  status: 'writing' | 'ready';
+  /** How long the source was paused. */
+  pause_ms: number;
+  /** Request start until the source ran again. */
+  live_ms: number;
+  total_ms: number;
+  /** Migration stream bytes. */
+  bytes: number;
+  memory_bytes?: number;
+  snapshot?: SnapshotInfo;
 }

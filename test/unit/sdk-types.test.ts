@@ -9,6 +9,7 @@ import { ERROR_CODES } from '../../src/lib/errors.js';
 import { Controller, ForkdApiError } from '../../src/sdk/index.js';
 import type {
   ApiErrorCode,
+  BranchResult,
   EvalResult,
   ExecResult,
   FileList,
@@ -104,6 +105,20 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
       >),
     ],
   ];
+  cases.push([
+    'BranchResult',
+    keys<BranchResult>({
+      tag: true,
+      sandbox_id: true,
+      status: true,
+      pause_ms: true,
+      live_ms: true,
+      total_ms: true,
+      bytes: true,
+      memory_bytes: true,
+      snapshot: true,
+    } satisfies Record<keyof BranchResult, true>),
+  ]);
   for (const [schema, typeKeys] of cases) {
     // The daemon may grow a schema (e.g. netns with isolation): the SDK must cover what it documents.
     assert.deepEqual(typeKeys, props(schema), `SDK type for ${schema}`);
