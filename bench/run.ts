@@ -14,6 +14,7 @@ import { agentBench, agentMarkdown } from './agent-bench.js';
 import { controllerBench, controllerMarkdown } from './controller-bench.js';
 import { netnsBench, netnsMarkdown } from './netns-bench.js';
 import { packBench, packMarkdown } from './pack-bench.js';
+import { branchBench, branchMarkdown } from './branch-bench.js';
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
@@ -91,6 +92,34 @@ async function main(): Promise<void> {
       log('wrote bench/results/controller.{json,md}');
     } finally {
       await removeSnapshot(core.paths, tag).catch(() => undefined);
+    }
+  }
+
+  if (only.length === 0 || only.includes('branch')) {
+    // FORKD_BENCH_BRANCH_MIB=512 skips the 1.5 GiB guest (slow under TCG).
+    const sizes = (process.env.FORKD_BENCH_BRANCH_MIB ?? '512,1536').split(',').map(Number);
+    const tags = sizes.map((memMiB) => ({ tag: `bench-br${memMiB}-${Date.now().toString(36)}`, memMiB }));
+    try {
+      for (const t of tags) {
+        log(`snapshot ${t.tag} (${t.memMiB} MiB)`);
+        await createSnapshot(core, {
+          tag: t.tag,
+          image: 'default',
+          memMiB: t.memMiB,
+          vcpus: 1,
+          warmup: [],
+          bootTimeoutMs: 300_000,
+        });
+      }
+      const result = await branchBench(core, { tags, runs: 5, downtimeMs: 20, log });
+      await writeFile(`${RESULTS}branch.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
+      await writeFile(
+        `${RESULTS}branch.md`,
+        `# BRANCH: live snapshot of a running sandbox vs stop-and-copy\n\n${machineMarkdown(machine)}\n- Image: default, 1 vCPU; each row on one running child restored from a snapshot of that size.\n${branchMarkdown(result)}\n`,
+      );
+      log('wrote bench/results/branch.{json,md}');
+    } finally {
+      for (const t of tags) await removeSnapshot(core.paths, t.tag).catch(() => undefined);
     }
   }
 
