@@ -1,6 +1,8 @@
-// BRANCH with the data dir on a small tmpfs: a snapshot and a sandbox fit, a BRANCH of its
-// 512 MiB RAM does not. The daemon refuses with 507 before writing anything; no snapshot,
-// row or staging dir appears; the source keeps running; the gauge is back at 0.
+// BRANCH with the data dir on a small tmpfs holding a snapshot and a sandbox. (1) A filler
+// leaves less than the source's RAM free: 507 before anything is written; no snapshot, row or
+// staging dir appears; the source keeps running; the gauge is back at 0. (2) Admitted, then
+// the disk fills during materialize: the snapshot ends `failed` with no dir, the source runs
+// on, and once space is back a BRANCH of the same source succeeds.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -21,7 +23,8 @@ import {
 import { ensureImage, TEST_DATA_DIR, uniqueTag } from '../helpers/env.js';
 
 const pexec = promisify(execFile);
-const TMPFS_SIZE = '600M';
+const TMPFS_SIZE = '1000M';
+const MiB = 1024 * 1024;
 
 describe('BRANCH on a nearly full data dir', () => {
   let root: string;
@@ -63,6 +66,32 @@ describe('BRANCH on a nearly full data dir', () => {
     }
   });
 
+  let id: string;
+  const fillers: string[] = [];
+  /** Fill the tmpfs in 16 MiB files until it is full (racing writers welcome), then free `leaveMiB`. */
+  const fillTo = async (leaveMiB: number): Promise<void> => {
+    for (let i = fillers.length; ; i++) {
+      const f = join(dataDir, `filler-${i}`);
+      try {
+        await pexec('fallocate', ['-l', String(16 * MiB), f]);
+        fillers.push(f);
+      } catch {
+        await rm(f, { force: true });
+        break;
+      }
+    }
+    for (let freed = 0; freed < leaveMiB && fillers.length > 0; freed += 16) await rm(fillers.pop()!);
+  };
+  const unfill = async (): Promise<void> => {
+    while (fillers.length > 0) await rm(fillers.pop()!);
+  };
+  const df = async (): Promise<string> => (await pexec('df', ['-m', dataDir])).stdout.trim().split('\n')[1]!;
+  const alive = async (): Promise<void> => {
+    const exec = await call('POST', `/v1/sandboxes/${id}/exec`, { cmd: 'echo alive' });
+    assert.equal(exec.status, 200, exec.text);
+    assert.equal((exec.json as { stdout: string }).stdout.trim(), 'alive');
+  };
+
   test('507 before anything is written; the source is unharmed', async () => {
     const res = await call('POST', '/v1/snapshots', { tag, mem_mib: 512, boot_wait_secs: 60 });
     assert.equal(res.status, 202, res.text);
@@ -75,9 +104,9 @@ describe('BRANCH on a nearly full data dir', () => {
     }
     const spawn = await call('POST', '/v1/sandboxes', { snapshot_tag: tag });
     assert.equal(spawn.status, 201, spawn.text);
-    const id = (spawn.json as { sandboxes: { id: string }[] }).sandboxes[0]!.id;
-    const { stdout } = await pexec('df', ['-m', dataDir]);
-    console.log(`data dir before BRANCH:\n${stdout.trim()}`);
+    id = (spawn.json as { sandboxes: { id: string }[] }).sandboxes[0]!.id;
+    await fillTo(300);
+    console.log(`data dir before the refused BRANCH: ${await df()}`);
 
     const branch = await call('POST', `/v1/sandboxes/${id}/branch`, { tag: `${tag}-b` });
     assert.equal(branch.status, 507, branch.text);
@@ -91,9 +120,44 @@ describe('BRANCH on a nearly full data dir', () => {
     );
     assert.deepEqual((await readdir(join(dataDir, 'snapshots'))).sort(), [tag]);
     assert.match((await call('GET', '/metrics')).text, /^forkd_branches_in_flight 0$/m);
-    const exec = await call('POST', `/v1/sandboxes/${id}/exec`, { cmd: 'echo alive' });
-    assert.equal(exec.status, 200, exec.text);
-    assert.equal((exec.json as { stdout: string }).stdout.trim(), 'alive');
+    await alive();
+    await unfill();
+  });
+
+  test('the disk fills during materialize: a clean `failed`, the source runs on', async () => {
+    console.log(`data dir before the admitted BRANCH: ${await df()}`);
+    const t = `${tag}-full`;
+    const res = await call('POST', `/v1/sandboxes/${id}/branch`, { tag: t, wait: false });
+    assert.equal(res.status, 202, res.text);
+    await fillTo(20);
+    let s: { status: string; error: string | null };
+    for (let i = 0; ; i++) {
+      s = (await call('GET', `/v1/snapshots/${t}`)).json as { status: string; error: string | null };
+      if (s.status !== 'writing') break;
+      assert.ok(i < 1200, 'the BRANCH did not settle');
+      await sleep(100);
+    }
+    console.log(`BRANCH on a full disk ended ${s.status}: ${String(s.error).split('\n')[0]}`);
+    assert.equal(s.status, 'failed');
+    assert.deepEqual((await readdir(join(dataDir, 'snapshots'))).sort(), [tag], 'no dir, no staging dir');
+    const spawnFailed = await call('POST', '/v1/sandboxes', { snapshot_tag: t });
+    assert.equal(spawnFailed.status, 409, spawnFailed.text);
+    await alive();
+    await unfill();
+    assert.equal((await call('DELETE', `/v1/snapshots/${t}`)).status, 200);
+    // Space is back: the same source branches fine.
+    // On tmpfs the live migration's reads of the source's private mapping fill the holes of
+    // the parent's sparse memory.bin (shmem allocates on a read fault), so that file is now
+    // its full size and less is free than before. Give the tmpfs room, then branch again.
+    console.log(`after the failure: ${await df()}`);
+    await pexec('mount', ['-o', 'remount,size=1600M', dataDir]);
+    const again = await call('POST', `/v1/sandboxes/${id}/branch`, { tag: t });
+    assert.equal(again.status, 201, again.text);
+    const kid = await call('POST', '/v1/sandboxes', { snapshot_tag: t });
+    assert.equal(kid.status, 201, kid.text);
+    const kidId = (kid.json as { sandboxes: { id: string }[] }).sandboxes[0]!.id;
+    assert.equal((await call('DELETE', `/v1/sandboxes/${kidId}`)).status, 204);
     assert.equal((await call('DELETE', `/v1/sandboxes/${id}`)).status, 204);
+    assert.equal((await call('DELETE', `/v1/snapshots/${t}`)).status, 200);
   });
 });
