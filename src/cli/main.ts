@@ -36,7 +36,9 @@ export async function main(argv: string[]): Promise<number> {
     ctx.err(`forkd: unknown command "${name}"\n\n${usage(commands)}`);
     return EXIT_USAGE;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // After `--` the words belong to the guest command (`forkd exec ID -- python3 --help`).
+  const own = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
     ctx.out(`usage: forkd ${command.usage}\n\n${command.summary}\n`);
     return 0;
   }

@@ -13,6 +13,11 @@ import { runCli } from '../helpers/env.js';
 import { findLeaks } from '../helpers/leaks.js';
 
 const pexec = promisify(execFile);
+// This suite starts no guest. The host-wide bridge, its nftables table and address claims
+// belong to the isolation suites that may run at the same time on this shared host; the
+// zz-leaks suite checks them after a full run.
+const ownedBySuite = (l: string): boolean =>
+  !/^(nftables table inet forkd|link forkd-br0|bridge address claim)/.test(l);
 const TOKEN = 'c4e2a9f17d3b05e6a8c1f2d4b7e9a0c3';
 
 describe('SDK transport: TLS with a CA, unix socket', () => {
@@ -59,7 +64,7 @@ describe('SDK transport: TLS with a CA, unix socket', () => {
   after(async () => {
     await tls?.stop();
     await unix?.stop();
-    assert.deepEqual(await findLeaks(dataDir), []);
+    assert.deepEqual((await findLeaks(dataDir)).filter(ownedBySuite), []);
     await rm(root, { recursive: true, force: true });
     if (uRoot) await rm(uRoot, { recursive: true, force: true });
   });
