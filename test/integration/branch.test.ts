@@ -271,8 +271,14 @@ describe('BRANCH a running sandbox', () => {
       assert.equal((await call('DELETE', `/v1/sandboxes/${k}`)).status, 204);
     }
     console.log(`daemon killed during writing: the snapshot ended ${s.status}`);
-    // The source was re-adopted and still runs.
+    // The source was re-adopted and still runs, and a BRANCH of the adopted source works.
     assert.equal((await counter(source)).seed, seed);
     assert.equal((await call('DELETE', `/v1/snapshots/${t}`)).status, 200);
+    const adopted = await branch(source, { tag: `${tag}-adopted` });
+    assert.equal(adopted.status, 201, adopted.text);
+    const [k] = await spawn(`${tag}-adopted`);
+    assert.equal((await counter(k!)).seed, seed);
+    assert.equal((await call('DELETE', `/v1/sandboxes/${k}`)).status, 204);
+    assert.equal((await call('DELETE', `/v1/snapshots/${tag}-adopted`)).status, 200);
   });
 });
