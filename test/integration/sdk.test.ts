@@ -129,10 +129,11 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
         token: TOKEN,
         ttlSecs: 600,
         metadata: { job: 'sdk' },
-        memoryLimitMiB: 256,
+        memoryLimitMiB: 1024, // generous: enforced once isolation lands
       });
       assert.equal(sb.info.state, 'running');
       assert.equal(sb.info.metadata.job, 'sdk');
+      assert.equal(sb.info.memory_limit_mib, 1024);
 
       // argv: shell metacharacters arrive verbatim.
       const echo = await sb.commands.run(['printf', '%s', HOSTILE]);
