@@ -155,9 +155,9 @@ const schemas: Record<string, Schema> = {
       created_at: ref('Timestamp'),
       expires_at: nullable(ref('Timestamp')),
       accel: str({ enum: ['kvm', 'tcg'] }),
-      memory_limit_mib: nullable({ type: 'integer', description: 'as requested; NOT enforced yet' }),
-      per_child_netns: { ...bool, description: 'as requested; NOT enforced yet' },
-      netns: { type: 'null', description: 'the network namespace; none until the isolation issue lands' },
+      memory_limit_mib: nullable({ type: 'integer', description: 'as requested; enforced by the sandbox cgroup' }),
+      per_child_netns: { ...bool, description: 'as requested; the sandbox runs in its own network namespace' },
+      netns: nullable(str({ description: 'the network namespace (ip netns) when per_child_netns is set' })),
       metadata: ref('Metadata'),
       reason: nullable(str()),
       warnings: arr(str()),
@@ -167,8 +167,15 @@ const schemas: Record<string, Schema> = {
   CreateSandboxes: obj(['snapshot_tag'], {
     snapshot_tag: ref('Tag'),
     n: int(FORK_N_RANGE.min, FORK_N_RANGE.max, { default: 1 }),
-    memory_limit_mib: int(64, 1_048_576, { description: 'accepted, NOT enforced yet (isolation issue)' }),
-    per_child_netns: { ...bool, default: false, description: 'accepted, NOT enforced yet (isolation issue)' },
+    memory_limit_mib: int(64, 1_048_576, {
+      description:
+        'cgroup memory limit of the sandbox (QEMU + the pages it diverges from the snapshot); an OOM kill ends the sandbox `failed` with reason `oom`',
+    }),
+    per_child_netns: {
+      ...bool,
+      default: false,
+      description: 'own network namespace with a tap behind the guest NIC; egress denied by default',
+    },
     ttl_secs: int(TTL_SECS_RANGE.min, TTL_SECS_RANGE.max),
     metadata: ref('Metadata'),
   }),

@@ -10,7 +10,7 @@ import type { Metrics } from './metrics.js';
 import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { guestHandlers } from './routes-guest.js';
-import { NOT_ENFORCED, sandboxJson, snapshotJson } from './serialize.js';
+import { sandboxJson, snapshotJson } from './serialize.js';
 
 export interface ApiCore {
   ctx: CoreContext;
@@ -105,11 +105,7 @@ export function handlers(core: ApiCore): Record<string, Handler> {
         metadata: b.metadata,
         requestId,
       });
-      const warnings = [
-        ...(b.memory_limit_mib !== undefined ? [NOT_ENFORCED.memory] : []),
-        ...(b.per_child_netns ? [NOT_ENFORCED.netns] : []),
-      ];
-      return { status: 201, json: { sandboxes: rows.map(sandboxJson), warnings } };
+      return { status: 201, json: { sandboxes: rows.map(sandboxJson), warnings: [] } };
     },
     deleteSandbox: async ({ params, requestId }) => {
       await sandboxes.delete(params.id!, requestId);

@@ -3,19 +3,11 @@ import type { ExecResult } from '../agent/client.js';
 import type { FileEntry, ResultOf } from '../protocol/index.js';
 import type { SnapshotView } from '../core/controller/snapshots.js';
 import type { SandboxRow } from '../core/state/store.js';
+import { netnsName } from '../host/netns.js';
 
-export const NOT_ENFORCED = {
-  memory:
-    'memory_limit_mib is recorded but NOT enforced yet: per-sandbox cgroup limits arrive with the isolation issue',
-  netns:
-    'per_child_netns is recorded but NOT enforced yet: sandboxes get no network namespace until the isolation issue lands',
-} as const;
-
-export function sandboxWarnings(s: { memoryLimitMiB: number | null; perChildNetns: boolean }): string[] {
-  return [
-    ...(s.memoryLimitMiB !== null ? [NOT_ENFORCED.memory] : []),
-    ...(s.perChildNetns ? [NOT_ENFORCED.netns] : []),
-  ];
+/** Nothing requested at create time is silently ignored any more; kept for the wire shape. */
+export function sandboxWarnings(_s: { memoryLimitMiB: number | null; perChildNetns: boolean }): string[] {
+  return [];
 }
 
 export function sandboxJson(row: SandboxRow): Record<string, unknown> {
@@ -29,7 +21,7 @@ export function sandboxJson(row: SandboxRow): Record<string, unknown> {
     accel: row.accel,
     memory_limit_mib: row.memoryLimitMiB,
     per_child_netns: row.perChildNetns,
-    netns: null,
+    netns: row.perChildNetns ? netnsName(row.id) : null,
     metadata: row.metadata,
     reason: row.reason,
     warnings: sandboxWarnings(row),

@@ -146,3 +146,19 @@ export async function attachIsolation(id: string, opts: { network: boolean }): P
   const network = opts.network ? await SandboxNetns.forId(id) : undefined;
   return new SandboxIsolation(id, cgroup, network, undefined);
 }
+
+/**
+ * After a sandbox's QEMU is gone (a re-adopted one, or one found dead at start-up): whether the
+ * OOM killer ended it, and remove its cgroup and namespace. Idempotent; never throws (what
+ * cannot be removed now is left for `forkd netns cleanup`).
+ */
+export async function releaseIsolation(id: string, opts: { network: boolean }): Promise<{ oom: boolean }> {
+  try {
+    const isolation = await attachIsolation(id, opts);
+    const oom = await isolation.oomKilled().catch(() => false);
+    await isolation.dispose();
+    return { oom };
+  } catch {
+    return { oom: false };
+  }
+}

@@ -4,6 +4,7 @@
 import type { AgentClient } from '../../agent/client.js';
 import type { QmpClient } from '../../vmm/qmp.js';
 import type { Sandbox } from '../sandbox.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LiveSandbox {
   readonly id: string;
@@ -23,7 +24,11 @@ export interface LiveSandbox {
 export function liveFromSandbox(sandbox: Sandbox): LiveSandbox {
   const exited = sandbox.vm.process
     .waitExit()
-    .then((e) => `qemu exited (code ${String(e.code)}, signal ${String(e.signal)})`);
+    .then(async (e) =>
+      e.signal === 'SIGKILL' && (await killedByOom(sandbox))
+        ? 'oom'
+        : `qemu exited (code ${String(e.code)}, signal ${String(e.signal)})`,
+    );
   return {
     id: sandbox.id,
     pid: sandbox.pid,
@@ -36,4 +41,18 @@ export function liveFromSandbox(sandbox: Sandbox): LiveSandbox {
       sandbox.vm.qmp.close();
     },
   };
+}
+
+/**
+ * Whether the kernel's OOM killer ended this sandbox. The kernel bumps the cgroup's oom_kill
+ * counter just after it sends SIGKILL, so a fast reaper can see the exit first: look again
+ * for a moment before calling it anything else.
+ */
+async function killedByOom(sandbox: Sandbox): Promise<boolean> {
+  if (!sandbox.isolation) return false;
+  for (let i = 0; i < 10; i++) {
+    if (await sandbox.isolation.oomKilled().catch(() => false)) return true;
+    await sleep(50);
+  }
+  return false;
 }

@@ -11,6 +11,7 @@ import { QmpClient } from '../../vmm/qmp.js';
 import type { CoreContext } from '../context.js';
 import { RUN_FILES } from '../paths.js';
 import { removeRunDir, type RunRecord } from '../run-dir.js';
+import { releaseIsolation } from '../isolation.js';
 import type { LiveSandbox } from './live.js';
 import { processAlive, processUsesDir, stopForeignQemu } from './proc.js';
 
@@ -32,7 +33,7 @@ export async function liveRunPid(ctx: CoreContext, id: string): Promise<number |
 export async function reattachSandbox(
   ctx: CoreContext,
   id: string,
-  opts: { timeoutMs?: number } = {},
+  opts: { timeoutMs?: number; network?: boolean } = {},
 ): Promise<LiveSandbox> {
   const dir = ctx.paths.runDir(id);
   const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -46,7 +47,7 @@ export async function reattachSandbox(
     if (!status.running) throw new ForkdError('invalid_state', `sandbox ${id}: QEMU is ${status.status}, not running`);
     const agent = await AgentClient.connect(join(dir, RUN_FILES.agent), { timeoutMs, logger });
     await agent.ping({ timeoutMs });
-    return new AdoptedSandbox(ctx, id, pid, dir, qmp, agent);
+    return new AdoptedSandbox(ctx, id, pid, dir, qmp, agent, opts.network ?? false);
   } catch (err) {
     qmp?.close();
     throw new ForkdError('vmm_error', `sandbox ${id}: cannot re-attach to QEMU ${pid}: ${messageOf(err)}`, {
@@ -68,6 +69,8 @@ class AdoptedSandbox implements LiveSandbox {
     private readonly dir: string,
     readonly qmp: QmpClient,
     readonly agent: AgentClient,
+    /** Whether it runs in its own network namespace (its cgroup is found by id either way). */
+    private readonly network: boolean,
   ) {
     this.exited = new Promise((resolve) => (this.#resolveExit = resolve));
     this.#timer = setInterval(() => void this.#check(), WATCH_INTERVAL_MS);
@@ -79,7 +82,8 @@ class AdoptedSandbox implements LiveSandbox {
   async #check(): Promise<void> {
     if (await processAlive(this.pid)) return;
     this.#stopWatching();
-    this.#resolveExit('qemu exited (not a child of this daemon: exit status unknown)');
+    const { oom } = await releaseIsolation(this.id, { network: this.network });
+    this.#resolveExit(oom ? 'oom' : 'qemu exited (not a child of this daemon: exit status unknown)');
   }
 
   #stopWatching(): void {
@@ -97,6 +101,7 @@ class AdoptedSandbox implements LiveSandbox {
         },
       });
       this.qmp.close();
+      await releaseIsolation(this.id, { network: this.network });
       await removeRunDir(this.ctx.paths, this.id);
       this.#resolveExit('killed');
     })();

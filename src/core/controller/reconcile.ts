@@ -15,6 +15,7 @@ import { isSandboxId } from '../../lib/ids.js';
 import type { CoreContext } from '../context.js';
 import { RUN_FILES } from '../paths.js';
 import { removeRunDir } from '../run-dir.js';
+import { releaseIsolation } from '../isolation.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
 import { commandLines, processAlive, processesUsing, stopForeignQemu } from './proc.js';
@@ -57,17 +58,19 @@ export async function reconcile(
     const row = running[i]!;
     const pid = await liveRunPid(ctx, row.id);
     if (pid === undefined) {
+      const { oom } = await releaseIsolation(row.id, { network: row.perChildNetns });
       await removeRunDir(ctx.paths, row.id);
-      return fail(row.id, row.snapshotTag, 'qemu exited while the daemon was not running');
+      return fail(row.id, row.snapshotTag, oom ? 'oom' : 'qemu exited while the daemon was not running');
     }
     try {
-      const live = await reattachSandbox(ctx, row.id);
+      const live = await reattachSandbox(ctx, row.id, { network: row.perChildNetns });
       manager.adoptRunning(live);
       store.updateSandbox(row.id, { pid });
       report.adopted.push(row.id);
       hooks.event({ event: 'sandbox.adopted', sandboxId: row.id, snapshotTag: row.snapshotTag });
     } catch (err) {
       await stopForeignQemu(pid, ctx.paths.runDir(row.id));
+      await releaseIsolation(row.id, { network: row.perChildNetns });
       await removeRunDir(ctx.paths, row.id);
       fail(row.id, row.snapshotTag, `could not re-attach after a daemon restart: ${messageOf(err).split('\n')[0]}`);
     }
@@ -82,6 +85,7 @@ export async function reconcile(
       await stopForeignQemu(pid, dir);
       report.orphansKilled.push(row.id);
     }
+    await releaseIsolation(row.id, { network: row.perChildNetns });
     await removeRunDir(ctx.paths, row.id);
     if (row.state === 'stopped' || row.state === 'failed') continue;
     if (row.state === 'creating')

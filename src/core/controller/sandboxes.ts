@@ -11,6 +11,8 @@ import { assertTag } from '../../lib/tag.js';
 import type { CoreContext } from '../context.js';
 import { defaultRestoreConcurrency, mapWithConcurrency } from '../fork.js';
 import { restoreChild } from '../sandbox.js';
+import type { IsolationOptions } from '../isolation.js';
+import { DEFAULT_EGRESS } from '../../host/nftables.js';
 import { loadSnapshot } from '../snapshot-store.js';
 import type { SandboxRow, SandboxState, StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
@@ -141,7 +143,7 @@ export class SandboxManager {
     );
     const settled = await mapWithConcurrency(req.n, defaultRestoreConcurrency(), async (i) => {
       const id = ids[i]!;
-      const sandbox = await this.#restores.use(() => restoreChild(this.ctx, snap, { id }));
+      const sandbox = await this.#restores.use(() => restoreChild(this.ctx, snap, { id, ...isolationFor(req) }));
       this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
       this.store.updateSandbox(id, { state: 'running', pid: sandbox.pid });
       this.#adopt(liveFromSandbox(sandbox), req.requestId);
@@ -258,4 +260,21 @@ export class SandboxManager {
   get liveCount(): number {
     return this.#live.size;
   }
+}
+
+/**
+ * The isolation a create request asks for: a memory cgroup for memory_limit_mib, a network
+ * namespace (egress denied by default, see DEFAULT_EGRESS) for per_child_netns. Nothing asked,
+ * nothing set up: the sandbox keeps the unconnected NIC and no cgroup of its own.
+ */
+function isolationFor(req: { memoryLimitMiB?: number | undefined; perChildNetns?: boolean | undefined }): {
+  isolation?: IsolationOptions;
+} {
+  if (req.memoryLimitMiB === undefined && !req.perChildNetns) return {};
+  return {
+    isolation: {
+      ...(req.memoryLimitMiB !== undefined ? { memoryMiB: req.memoryLimitMiB } : {}),
+      ...(req.perChildNetns ? { network: { egress: DEFAULT_EGRESS } } : {}),
+    },
+  };
 }
