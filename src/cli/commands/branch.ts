@@ -1,5 +1,6 @@
 // `forkd branch <id> [--tag T]`: save a running sandbox as a new snapshot (BRANCH) through
 // the daemon; prints the new tag (or --json). Needs a daemon with POST /v1/sandboxes/{id}/branch.
+import { DOWNTIME_MS_RANGE } from '../../vmm/live-migrate.js';
 import { parseArgs } from 'node:util';
 import { ForkdError } from '../../lib/errors.js';
 import { intFlag } from '../args.js';
@@ -35,7 +36,7 @@ export const branchCommand: Command = {
         ...(values.tag !== undefined ? { tag: values.tag } : {}),
         wait: !values['no-wait'],
         ...(values['downtime-ms'] !== undefined
-          ? { downtime_ms: intFlag('downtime-ms', values['downtime-ms'], 0, { min: 1, max: 3_600_000 }) }
+          ? { downtime_ms: intFlag('downtime-ms', values['downtime-ms'], DOWNTIME_MS_RANGE.default, DOWNTIME_MS_RANGE) }
           : {}),
       });
       progress.done(`branch ${r.tag} ${r.status}`);
