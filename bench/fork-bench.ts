@@ -81,6 +81,29 @@ export function forkMarkdown(r: ForkBenchResult): string {
     '',
     `Cold boot of the same image until the agent answers (median of ${r.coldBootMs.length}): **${r.coldBootMedianMs.toFixed(0)} ms** (${r.coldBootMs.map((x) => x.toFixed(0)).join(', ')} ms).`,
     `Fork of one child vs cold boot: **${r.speedupN1.toFixed(1)}x** faster.`,
+    '',
+    targetsMarkdown(r),
   ];
   return lines.join('\n');
+}
+
+/** Issue 2's targets for this 2-core TCG machine, each with the measured value and a verdict. */
+export function targetsMarkdown(r: ForkBenchResult): string {
+  const n50 = r.rows.find((x) => x.n === 50);
+  const pssIdle = n50?.pssPerChildMiB ?? NaN;
+  const rows = [
+    [
+      '50 children answering',
+      'at most 2 s wall',
+      `${((n50?.wallMs ?? NaN) / 1000).toFixed(1)} s`,
+      (n50?.wallMs ?? Infinity) <= 2000,
+    ],
+    ['PSS per idle child (N=50)', 'at most 20 MiB', `${pssIdle.toFixed(1)} MiB`, pssIdle <= 20],
+    ['fork vs cold boot (N=1)', 'at least 50x', `${r.speedupN1.toFixed(1)}x`, r.speedupN1 >= 50],
+  ] as const;
+  return [
+    '| target | wanted | measured | met |',
+    '|---|---|---|---|',
+    ...rows.map(([what, want, got, ok]) => `| ${what} | ${want} | ${got} | ${ok ? 'yes' : '**no**'} |`),
+  ].join('\n');
 }
