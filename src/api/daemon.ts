@@ -10,7 +10,7 @@ import { createCoreContext } from '../core/context.js';
 import { qemuVersionString } from '../core/host-facts.js';
 import type { ControllerHooks } from '../core/controller/events.js';
 import { BranchService } from '../core/branch.js';
-import { reconcile } from '../core/controller/reconcile.js';
+import { reconcile, removeDeadRunDirs } from '../core/controller/reconcile.js';
 import { SandboxManager } from '../core/controller/sandboxes.js';
 import { SnapshotService } from '../core/controller/snapshots.js';
 import { StateStore } from '../core/state/store.js';
@@ -142,6 +142,10 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
           sleep(Math.max(0, deadline - Date.now())),
         ]);
         await sandboxes.close({ kill: cfg.killOnExit });
+        // Leftovers a crashed predecessor left half made are old enough to go by now.
+        await removeDeadRunDirs(ctx).catch((err: unknown) =>
+          logger.warn('run dir cleanup failed', { error: messageOf(err) }),
+        );
         store.close();
         logger.info('stopped', { sandboxes: cfg.killOnExit ? 'killed' : 'left running for the next daemon to adopt' });
         audit.close();

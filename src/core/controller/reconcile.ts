@@ -8,7 +8,7 @@
 // - snapshot builds left `writing`: their parent QEMU and staging dirs removed, row `failed`.
 // Only resources that name one of our ids or tags are touched: a local `forkd fork` running on
 // the same data dir keeps its children.
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { messageOf } from '../../lib/errors.js';
 import { isSandboxId } from '../../lib/ids.js';
@@ -98,16 +98,28 @@ export async function reconcile(
   return report;
 }
 
-/** Run dirs with a record naming a process that is gone. Dirs without a record may be in creation. */
-async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
+/** A run dir with no record and no QEMU this old is a leftover, not one being created. */
+const RECORDLESS_GRACE_MS = 10_000;
+
+/**
+ * Run dirs with a record naming a process that is gone, and dirs without a record that no
+ * process uses and that are older than a few seconds (a daemon killed between creating a run
+ * dir and starting its QEMU). Runs at start-up and at a clean shutdown.
+ */
+export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of await readdir(ctx.paths.runRoot).catch(() => [] as string[])) {
-    if (!isSandboxId(name)) continue;
+  const names = (await readdir(ctx.paths.runRoot).catch(() => [] as string[])).filter(isSandboxId);
+  const users = names.length > 0 ? [...(await commandLines(`${ctx.paths.runRoot}/`)).values()] : [];
+  for (const name of names) {
+    const dir = ctx.paths.runDir(name);
     let pid: unknown;
     try {
-      pid = (JSON.parse(await readFile(join(ctx.paths.runDir(name), RUN_FILES.record), 'utf8')) as { pid?: unknown })
-        .pid;
+      pid = (JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as { pid?: unknown }).pid;
     } catch {
+      const age = Date.now() - ((await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now());
+      if (age < RECORDLESS_GRACE_MS || users.some((c) => c.includes(`${dir}/`))) continue;
+      await removeRunDir(ctx.paths, name);
+      removed.push(name);
       continue;
     }
     if (typeof pid === 'number' && !(await processAlive(pid))) {
