@@ -12,10 +12,10 @@ import type { SnapshotMeta } from '../snapshot-meta.js';
 import { listSnapshots, removeSnapshot } from '../snapshot-store.js';
 import type { SnapshotStatus, StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
+import { ancestorsOf } from '../lineage.js';
 
 /** Parents booting at once: each is a cold boot, CPU-bound for seconds. */
 export const MAX_SNAPSHOT_BUILDS = 2;
-const MAX_LINEAGE_DEPTH = 64;
 
 export interface SnapshotView {
   tag: string;
@@ -220,18 +220,6 @@ export class SnapshotService {
   get buildsInFlight(): number {
     return this.#builds.size;
   }
-}
-
-function ancestorsOf(tag: string, parentOf: Map<string, string | null>): string[] {
-  const out: string[] = [];
-  const seen = new Set([tag]);
-  let t = parentOf.get(tag) ?? null;
-  while (t !== null && !seen.has(t) && out.length < MAX_LINEAGE_DEPTH) {
-    out.push(t);
-    seen.add(t);
-    t = parentOf.get(t) ?? null;
-  }
-  return out.reverse();
 }
 
 /** Every snapshot descending from `tag`, parents before children (cycle-safe). */
