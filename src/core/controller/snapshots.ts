@@ -57,8 +57,11 @@ export class SnapshotService {
   ) {}
 
   async list(): Promise<SnapshotView[]> {
-    const disk = await listSnapshots(this.ctx.paths);
+    // Rows first, then the disk: a build or BRANCH publishes its dir before its row turns
+    // `ready`, so in this order a snapshot finishing meanwhile is seen in one place or the
+    // other, never in neither (the other order briefly answered 404 for it).
     const rows = new Map(this.store.listSnapshotRows().map((r) => [r.tag, r]));
+    const disk = await listSnapshots(this.ctx.paths);
     const parentOf = new Map(disk.map((d) => [d.tag, d.meta?.parentTag ?? null]));
     const views: SnapshotView[] = disk.map((d) => {
       const row = rows.get(d.tag);
