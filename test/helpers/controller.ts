@@ -2,7 +2,8 @@
 // shared test image hard-linked in, so no image build), start/stop of the daemon on port 0,
 // and an HTTP client that sends raw paths (no URL normalisation: "/v1/sandboxes/../x" goes
 // out as written) and validates EVERY response against the committed OpenAPI document.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { chmod, link, mkdir, mkdtemp, readdir } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -216,4 +217,29 @@ export function assertConforms(method: string, rawPath: string, res: ApiResponse
 
 export function errorCode(res: ApiResponse): string {
   return (res.json as { code: string }).code;
+}
+
+/** A throwaway self-signed certificate for 127.0.0.1/localhost (key mode 0600), via the openssl CLI. */
+export async function selfSigned(dir: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  await promisify(execFile)('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '1',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
+  ]);
+  await chmod(key, 0o600);
+  return { cert, key };
 }

@@ -3,8 +3,6 @@
 // and metrics of all that. Every response is checked against the OpenAPI document (api()).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { request as httpRequest } from 'node:http';
@@ -19,9 +17,9 @@ import {
   runDaemonToExit,
   startDaemon,
   type DaemonProcess,
+  selfSigned,
 } from '../helpers/controller.js';
 
-const pexec = promisify(execFile);
 const TOKEN = 'a3f1c9d27be04e8f9a61c5d3b7e2f0a4';
 const UNKNOWN_ID = 'sb-aaaaaaaaaaaaaaaa';
 
@@ -172,30 +170,6 @@ describe('forkd-controller: start-up refusals', () => {
     await refused(['--branch-concurrency', '0'], /--branch-concurrency must be a whole number from 1/);
   });
 });
-
-async function selfSigned(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  await pexec('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ]);
-  await chmod(key, 0o600);
-  return { cert, key };
-}
 
 describe('forkd-controller: TLS', () => {
   let root: string;

@@ -3,16 +3,13 @@
 // CLI's --ca flag. Ends with the leak check.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Controller, ForkdApiError } from '../../src/sdk/index.js';
-import { controllerDataDir, daemonArgs, startDaemon, type DaemonProcess } from '../helpers/controller.js';
+import { controllerDataDir, daemonArgs, selfSigned, startDaemon, type DaemonProcess } from '../helpers/controller.js';
 import { runCli } from '../helpers/env.js';
 import { findLeaks } from '../helpers/leaks.js';
 
-const pexec = promisify(execFile);
 // This suite starts no guest. The host-wide bridge, its nftables table and address claims
 // belong to the isolation suites that may run at the same time on this shared host; the
 // zz-leaks suite checks them after a full run.
@@ -31,26 +28,8 @@ describe('SDK transport: TLS with a CA, unix socket', () => {
 
   before(async () => {
     ({ root, dataDir } = await controllerDataDir(false));
-    cert = join(root, 'cert.pem');
-    const key = join(root, 'key.pem');
-    await pexec('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ]);
-    await chmod(key, 0o600);
+    let key: string;
+    ({ cert, key } = await selfSigned(root));
     const tokenFile = join(root, 'token');
     await writeFile(tokenFile, TOKEN, { mode: 0o600 });
     tls = await startDaemon(
