@@ -11,11 +11,12 @@
 // the child writes becomes a private anonymous copy charged to the child. So the limit bounds
 // the child's *divergence* from its snapshot (plus QEMU's own heap and TCG buffers), not its
 // guest RAM size. With no swap (memory.swap.max 0 / memsw = limit) going over it is an OOM kill.
-import { mkdir, readFile, rmdir, writeFile, access } from 'node:fs/promises';
+import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ForkdError, errnoOf, messageOf } from '../lib/errors.js';
 import { assertSandboxId } from '../lib/ids.js';
+import { exists } from '../lib/fsutil.js';
 import { detectCgroups, type CgroupInfo, type LimitController } from './cgroups-detect.js';
 
 /** The directory under each hierarchy that holds every sandbox's cgroup. */
@@ -167,15 +168,6 @@ export function cgroupPlan(info: CgroupInfo, id: string, limits: CgroupLimits): 
 export function parseOomKills(text: string): number {
   const m = /^oom_kill (\d+)$/m.exec(text);
   return m ? Number(m[1]) : 0;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function writeCgroupFile(file: string, value: string): Promise<void> {
