@@ -43,5 +43,7 @@ export const RUN_FILES = {
   agent: 'agent.sock',
   console: 'console.log',
   record: 'sandbox.json',
+  /** pid:starttime of the process that created the dir (see run-dir.ts). */
+  owner: 'owner',
   migrate: 'migrate.sock',
 } as const;

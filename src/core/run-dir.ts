@@ -1,10 +1,13 @@
-// Per-sandbox run dir: run/<id>/{qmp.sock, agent.sock, console.log, sandbox.json}. Mode 0700
-// and owned by the VM user, so QEMU can create its sockets there and nobody else (but root,
-// the daemon) can reach them.
+// Per-sandbox run dir: run/<id>/{owner, qmp.sock, agent.sock, console.log, sandbox.json}. Mode
+// 0700 and owned by the VM user, so QEMU can create its sockets there and nobody else (but
+// root, the daemon) can reach them. `owner` names the process that made the dir (pid and start
+// time), written at once: a dir whose QEMU never started (its creator was killed first) is
+// recognisably abandoned as soon as that process is gone, with no guessing from its age.
 import { chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSandboxId } from '../lib/ids.js';
 import type { UserInfo } from '../host/users.js';
+import { identityAlive, processUsesDir, selfIdentity } from '../host/proc-stat.js';
 import { RUN_FILES, type DataPaths } from './paths.js';
 
 export interface RunRecord {
@@ -19,6 +22,7 @@ export async function createRunDir(paths: DataPaths, id: string, vmUser: UserInf
   await mkdir(paths.runRoot, { recursive: true, mode: 0o711 });
   const dir = paths.runDir(id);
   await mkdir(dir, { mode: 0o700 });
+  await writeFile(join(dir, RUN_FILES.owner), `${await selfIdentity()}\n`, { mode: 0o600 });
   if (vmUser) await chown(dir, vmUser.uid, vmUser.gid);
   return dir;
 }
@@ -29,6 +33,17 @@ export async function writeRunRecord(dir: string, record: RunRecord): Promise<vo
 
 export async function removeRunDir(paths: DataPaths, id: string): Promise<void> {
   await rm(paths.runDir(id), { recursive: true, force: true });
+}
+
+/** Whether the process that created the run dir lives; `unknown` when the dir names none. */
+export async function runDirOwner(dir: string): Promise<'alive' | 'gone' | 'unknown'> {
+  let identity: string;
+  try {
+    identity = await readFile(join(dir, RUN_FILES.owner), 'utf8');
+  } catch {
+    return 'unknown';
+  }
+  return (await identityAlive(identity)) ? 'alive' : 'gone';
 }
 
 /** Run records whose QEMU process is still alive (the process's cmdline names the run dir). */
@@ -51,14 +66,4 @@ export async function liveRunRecords(paths: DataPaths): Promise<RunRecord[]> {
     }
   }
   return live;
-}
-
-async function processUsesDir(pid: number, dir: string): Promise<boolean> {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes(dir);
-  } catch {
-    return false;
-  }
 }

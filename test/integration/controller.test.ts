@@ -23,7 +23,7 @@ import {
 import { runCli, uniqueTag } from '../helpers/env.js';
 import { netnsName } from '../../src/host/netns.js';
 // Zombie-aware: an adopted QEMU is reaped by init, possibly a moment after it died.
-import { processAlive as alive } from '../../src/core/controller/proc.js';
+import { processAlive as alive } from '../../src/host/proc-stat.js';
 
 const TOKEN = randomBytes(24).toString('hex');
 

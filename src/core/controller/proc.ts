@@ -1,32 +1,10 @@
-// /proc facts about a QEMU process the daemon may not have started itself (re-adopted after a
+// Acting on a QEMU process the daemon may not have started itself (re-adopted after a
 // restart). Node has no pidfd: liveness is read from /proc/<pid>/stat, and a pid counts as
 // ours only while its command line names our run dir (pid reuse must never make us signal a
 // stranger).
 import { readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-
-/** Alive and not a zombie. */
-export async function processAlive(pid: number): Promise<boolean> {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) S ...": the state follows the last ')' (comm may contain spaces or parens).
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-/** The process is alive and its command line names `dir` (our run dir or staging dir). */
-export async function processUsesDir(pid: number, dir: string): Promise<boolean> {
-  if (!(await processAlive(pid))) return false;
-  try {
-    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes(dir);
-  } catch {
-    return false;
-  }
-}
+import { processAlive, processUsesDir } from '../../host/proc-stat.js';
 
 /** Signal a detached QEMU's process group (it leads its own), falling back to the pid. */
 export function signalGroup(pid: number, sig: NodeJS.Signals): void {

@@ -13,7 +13,8 @@ import { RUN_FILES } from '../paths.js';
 import { removeRunDir, type RunRecord } from '../run-dir.js';
 import { releaseIsolation } from '../isolation.js';
 import type { LiveSandbox } from './live.js';
-import { processAlive, processUsesDir, stopForeignQemu } from './proc.js';
+import { processAlive, processUsesDir } from '../../host/proc-stat.js';
+import { stopForeignQemu } from './proc.js';
 
 const WATCH_INTERVAL_MS = 500;
 

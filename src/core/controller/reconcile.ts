@@ -14,11 +14,12 @@ import { messageOf } from '../../lib/errors.js';
 import { isSandboxId } from '../../lib/ids.js';
 import type { CoreContext } from '../context.js';
 import { RUN_FILES } from '../paths.js';
-import { removeRunDir } from '../run-dir.js';
+import { removeRunDir, runDirOwner } from '../run-dir.js';
 import { releaseIsolation } from '../isolation.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
-import { commandLines, processAlive, processesUsing, stopForeignQemu } from './proc.js';
+import { processAlive } from '../../host/proc-stat.js';
+import { commandLines, processesUsing, stopForeignQemu } from './proc.js';
 import { mapWithConcurrency } from '../fork.js';
 import { liveRunPid, reattachSandbox } from './reattach.js';
 import { DELETING, type SandboxManager } from './sandboxes.js';
@@ -98,13 +99,14 @@ export async function reconcile(
   return report;
 }
 
-/** A run dir with no record and no QEMU this old is a leftover, not one being created. */
+/** A run dir with no record, no owner file and no QEMU this old is a leftover. */
 const RECORDLESS_GRACE_MS = 10_000;
 
 /**
- * Run dirs with a record naming a process that is gone, and dirs without a record that no
- * process uses and that are older than a few seconds (a daemon killed between creating a run
- * dir and starting its QEMU). Runs at start-up and at a clean shutdown.
+ * Run dirs with a record naming a process that is gone, and dirs without a record (a daemon
+ * or CLI killed between creating a run dir and starting its QEMU) that no process uses and
+ * whose creator is gone (or, for a dir naming no creator, older than a few seconds). Runs at
+ * start-up and at a clean shutdown.
  */
 export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
   const removed: string[] = [];
@@ -116,8 +118,11 @@ export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
     try {
       pid = (JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as { pid?: unknown }).pid;
     } catch {
+      if (users.some((c) => c.includes(`${dir}/`))) continue;
+      const owner = await runDirOwner(dir);
+      if (owner === 'alive') continue;
       const age = Date.now() - ((await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now());
-      if (age < RECORDLESS_GRACE_MS || users.some((c) => c.includes(`${dir}/`))) continue;
+      if (owner === 'unknown' && age < RECORDLESS_GRACE_MS) continue;
       await removeRunDir(ctx.paths, name);
       removed.push(name);
       continue;

@@ -1,0 +1,57 @@
+// /proc/<pid>/stat, read the one safe way: the command name (field 2) may hold spaces and
+// parentheses, so fields are counted from the last ')'. A pid alone does not name a process
+// for long (pids are reused); pid + start time (field 22, clock ticks since boot) does.
+import { readFile } from 'node:fs/promises';
+
+export interface ProcStat {
+  /** One letter: R, S, D, Z (zombie), X (dead), ... */
+  state: string;
+  /** Field 22: when the process started, in clock ticks after boot. */
+  startTime: string;
+}
+
+export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  let text: string;
+  try {
+    text = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // After ") ": state is field 3, so start time (field 22) is the 20th of the rest.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const state = rest[0];
+  const startTime = rest[19];
+  if (!state || !startTime) return undefined;
+  return { state, startTime };
+}
+
+/** Alive and not a zombie. */
+export async function processAlive(pid: number): Promise<boolean> {
+  const stat = await readProcStat(pid);
+  return stat !== undefined && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** "pid:starttime" of this process: names it even after its pid is reused. */
+export async function selfIdentity(): Promise<string> {
+  const stat = await readProcStat(process.pid);
+  return `${process.pid}:${stat?.startTime ?? '?'}`;
+}
+
+/** Whether the process an identity from `selfIdentity` names is still alive. */
+export async function identityAlive(identity: string): Promise<boolean> {
+  const m = /^(\d+):(\d+)$/.exec(identity.trim());
+  if (!m) return false;
+  const stat = await readProcStat(Number(m[1]));
+  return stat !== undefined && stat.startTime === m[2] && stat.state !== 'Z' && stat.state !== 'X';
+}
+
+/** The process is alive and its command line names `dir` (our run dir or staging dir). */
+export async function processUsesDir(pid: number, dir: string): Promise<boolean> {
+  if (!(await processAlive(pid))) return false;
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes(dir);
+  } catch {
+    return false;
+  }
+}
