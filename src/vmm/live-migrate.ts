@@ -66,7 +66,9 @@ export async function liveMigrateToFile(
       }
       await sleep(2);
     }
-    await qmp.execute('cont');
+    // `completed` is set a moment before the run state leaves finish-migrate, and `cont` in
+    // that window fails ("Migration is not finalized yet"): resume once it is postmigrate.
+    await ensureRunning(qmp);
     const bytes = await sink.done;
     if (!resume) await waitUntil(() => resume !== undefined, 5000);
     if (!stop || !resume) throw new ForkdError('vmm_error', 'live migration: no STOP/RESUME events from QEMU');
@@ -91,14 +93,15 @@ export async function liveMigrateToFile(
 }
 
 async function ensureRunning(qmp: QmpClient): Promise<void> {
-  for (let i = 0; i < 500; i++) {
+  const end = Date.now() + 5000;
+  while (Date.now() < end) {
     const s = await qmp.execute<{ running: boolean; status: string }>('query-status');
     if (s.running) return;
     if (s.status === 'postmigrate' || s.status === 'paused') {
       await qmp.execute('cont');
       return;
     }
-    await sleep(5); // finish-migrate: wait for it to settle
+    await sleep(1); // finish-migrate: wait for it to settle (the source is paused meanwhile)
   }
   throw new ForkdError('vmm_error', 'source did not leave its migration state');
 }
