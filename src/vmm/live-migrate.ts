@@ -11,6 +11,8 @@ import { openMigrationSink } from './migration-sink.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 
 export const DOWNTIME_MS_RANGE = { min: 1, max: 1000, default: 20 } as const;
+/** query-migrate between MIGRATION events, in case one is missed. */
+const FALLBACK_POLL_MS = 50;
 
 export interface LiveMigrateResult {
   /** STOP -> RESUME of the source, from QEMU's event timestamps. */
@@ -35,9 +37,19 @@ export async function liveMigrateToFile(
   const signal = deadlineSignal(opts.timeoutMs ?? 600_000);
   let stop: QmpEvent | undefined;
   let resume: QmpEvent | undefined;
+  // The guest is paused from STOP until our `cont`: react to QEMU's MIGRATION event rather
+  // than a timer, so the pause holds as little of our own latency as possible.
+  let wake: (() => void) | undefined;
+  let migrationEvents = 0;
+  let completedEvent = false;
   const onEvent = (e: QmpEvent): void => {
     if (e.event === 'STOP' && !stop) stop = e;
     else if (e.event === 'RESUME' && stop && !resume) resume = e;
+    else if (e.event === 'MIGRATION') {
+      migrationEvents++;
+      if (e.data?.status === 'completed') completedEvent = true;
+      wake?.();
+    }
   };
   qmp.events.on('event', onEvent);
   const sink = await openMigrationSink({
@@ -58,13 +70,24 @@ export async function liveMigrateToFile(
     migrated = true;
     for (;;) {
       if (signal.aborted) throw new ForkdError('timeout', 'live migration did not complete before its deadline');
+      if (completedEvent) break;
+      const seen = migrationEvents;
       const info = await qmp.execute<Record<string, unknown>>('query-migrate');
       if (info.status === 'completed') break;
       if (info.status === 'failed' || info.status === 'cancelled') {
         const reason = typeof info['error-desc'] === 'string' ? info['error-desc'] : String(info.status);
         throw new ForkdError('vmm_error', `live migration ${String(info.status)}: ${reason}`);
       }
-      await sleep(2);
+      if (migrationEvents !== seen) continue; // an event came during the query: look again
+      // Woken by the next MIGRATION event; the poll is only a fallback.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, FALLBACK_POLL_MS);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = undefined;
     }
     // `completed` is set a moment before the run state leaves finish-migrate, and `cont` in
     // that window fails ("Migration is not finalized yet"): resume once it is postmigrate.
