@@ -1,16 +1,13 @@
 // Per-sandbox network namespaces with real QEMU children and real traffic, only between
-// addresses on this machine in namespaces this test creates:
-//   fk-tsrv1  198.51.100.10 (TEST-NET-2)  and  fk-tsrv2  203.0.113.10 (TEST-NET-3)
-// each an HTTP server behind its own veth to the host ("the outside world"). A safety-net table
-// drops anything a sandbox sends through the host towards any other interface, so even a
-// broken policy could not send a packet off this machine; its counter shows it never had to.
+// addresses on this machine in namespaces this test creates (test/helpers/test-net.ts: HTTP
+// servers at 198.51.100.10 and 203.0.113.10 behind their own veths, under a safety-net table
+// that would drop anything a sandbox sent anywhere else; its counter shows it never had to).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { connect, createServer, type Server } from 'node:net';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createSnapshot } from '../../src/core/snapshot-create.js';
 import { loadSnapshot, removeSnapshot } from '../../src/core/snapshot-store.js';
 import { restoreChild, type LoadedSnapshot, type Sandbox } from '../../src/core/sandbox.js';
@@ -20,59 +17,22 @@ import { BRIDGE, BRIDGE_ADDRESS, ensureHostNetwork, removeHostNetwork } from '..
 import { AddressClaims } from '../../src/host/net-addr.js';
 import { ensureImage, testCore, uniqueTag } from '../helpers/env.js';
 import { findLeaks } from '../helpers/leaks.js';
+import {
+  HTTP_PORT,
+  SERVERS,
+  fetchArgv,
+  nftCounter,
+  startInNetns,
+  startTestNet,
+  type TestNet,
+} from '../helpers/test-net.js';
 
 const pexec = promisify(execFile);
-const SERVERS = [
-  { ns: 'fk-tsrv1', host: '198.51.100.1', addr: '198.51.100.10', name: 'srv1' },
-  { ns: 'fk-tsrv2', host: '203.0.113.1', addr: '203.0.113.10', name: 'srv2' },
-] as const;
-const HTTP_PORT = 8080;
-const SERVER_JS = `require('http').createServer((q,s)=>{console.log('req '+q.socket.remoteAddress);s.end(process.argv[1]+'\\n')}).listen(${HTTP_PORT},'0.0.0.0',()=>console.log('listening'))`;
 const LISTENER_JS = `require('net').createServer((c)=>{console.log('conn '+c.remoteAddress);c.end()}).listen(Number(process.argv[1]),'0.0.0.0',()=>console.log('listening'))`;
-const SAFETY = `table inet forkd_test {
-  counter escaped {}
-  chain forward {
-    type filter hook forward priority -50; policy accept;
-    iifname "${BRIDGE}" oifname != { "${SERVERS[0].ns}", "${SERVERS[1].ns}" } counter name "escaped" drop
-  }
-}
-`;
-
-async function ip(...args: string[]): Promise<void> {
-  await pexec('ip', args);
-}
-
-async function nftCounter(ns: string | undefined, table: string, counter: string): Promise<number> {
-  const argv = [...(ns ? ['nsenter', `--net=/run/netns/${ns}`] : []), 'nft', 'list', 'counter', 'inet', table, counter];
-  const { stdout } = await pexec(argv[0]!, argv.slice(1));
-  return Number(/packets (\d+)/.exec(stdout)?.[1] ?? NaN);
-}
-
-/** A node process inside namespace `ns`; resolves once it printed "listening". */
-async function startInNetns(ns: string, code: string, arg: string): Promise<{ proc: ChildProcess; out: () => string }> {
-  const proc = spawn('nsenter', [`--net=/run/netns/${ns}`, process.execPath, '-e', code, arg], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  for (let i = 0; i < 300 && !out.includes('listening'); i++) {
-    if (proc.exitCode !== null) break;
-    await sleep(100);
-  }
-  assert.match(out, /listening/, `server in ${ns} did not start: ${out}`);
-  return { proc, out: () => out };
-}
-
-// Inside the guest: an HTTP GET with node (Debian's static busybox wget segfaults here).
-const FETCH_JS = `const [u,t]=process.argv.slice(1);setTimeout(()=>process.exit(2),Number(t)+2000).unref();const r=require('http').get(u,{timeout:Number(t)},(s)=>{let b='';s.on('data',(d)=>b+=d);s.on('end',()=>{process.stdout.write(b);process.exit(0)})});r.on('timeout',()=>r.destroy(new Error('timeout')));r.on('error',(e)=>{console.error(e.message);process.exit(1)})`;
 
 /** GET `url` from inside the guest: the body on success, undefined on failure. */
 async function fetch(child: Sandbox, url: string, timeoutSecs: number): Promise<string | undefined> {
-  const r = await child.agent.exec({
-    argv: ['node', '-e', FETCH_JS, url, String(timeoutSecs * 1000)],
-    timeoutMs: 120_000,
-  });
+  const r = await child.agent.exec({ argv: fetchArgv(url, timeoutSecs), timeoutMs: 120_000 });
   if (!('exitCode' in r)) throw new Error('unexpected background exec');
   return r.exitCode === 0 ? r.stdout.toString('utf8').trim() : undefined;
 }
@@ -90,7 +50,7 @@ async function hostLanAddresses(): Promise<string[]> {
 describe('sandbox network namespaces and egress policy', () => {
   let core: CoreContext;
   let snap: LoadedSnapshot;
-  let ipForwardBefore = '';
+  let net: TestNet | undefined;
   const tag = uniqueTag('it-isonet');
   const live: Sandbox[] = [];
   const procs: ChildProcess[] = [];
@@ -106,25 +66,10 @@ describe('sandbox network namespaces and egress policy', () => {
   before(async () => {
     await ensureImage('default');
     core = await testCore();
-    ipForwardBefore = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
+    net = await startTestNet();
     await createSnapshot(core, { tag, image: 'default', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 180_000 });
     snap = await loadSnapshot(core, tag);
     await ensureHostNetwork();
-    const nft = spawn('nft', ['-f', '-'], { stdio: ['pipe', 'ignore', 'inherit'] });
-    nft.stdin.end(SAFETY);
-    assert.equal(await new Promise((r) => nft.once('exit', r)), 0, 'safety-net table applied');
-    for (const s of SERVERS) {
-      await ip('netns', 'add', s.ns);
-      await ip('link', 'add', s.ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', s.ns);
-      await ip('addr', 'add', `${s.host}/24`, 'dev', s.ns);
-      await ip('link', 'set', s.ns, 'up');
-      await ip('-n', s.ns, 'link', 'set', 'lo', 'up');
-      await ip('-n', s.ns, 'addr', 'add', `${s.addr}/24`, 'dev', 'eth0');
-      await ip('-n', s.ns, 'link', 'set', 'eth0', 'up');
-      await ip('-n', s.ns, 'route', 'add', 'default', 'via', s.host);
-      const server = await startInNetns(s.ns, SERVER_JS, s.name);
-      procs.push(server.proc);
-    }
     // The "daemon": a TCP port on every host address (0.0.0.0 covers 127.0.0.1 and the bridge).
     daemon = createServer((c) => {
       daemonConnections++;
@@ -136,14 +81,10 @@ describe('sandbox network namespaces and egress policy', () => {
   after(async () => {
     await Promise.allSettled(live.map((c) => c.dispose()));
     for (const p of procs) p.kill('SIGKILL');
-    await sleep(200);
     daemon?.close();
-    for (const s of SERVERS) await ip('netns', 'delete', s.ns).catch(() => undefined);
-    for (const s of SERVERS) await ip('link', 'del', s.ns).catch(() => undefined);
-    await pexec('nft', ['delete', 'table', 'inet', 'forkd_test']).catch(() => undefined);
+    await net?.stop();
     await removeSnapshot(core.paths, tag).catch(() => undefined);
     await removeHostNetwork().catch(() => undefined);
-    await writeFile('/proc/sys/net/ipv4/ip_forward', ipForwardBefore).catch(() => undefined);
     assert.deepEqual(await findLeaks(), []);
   });
 
@@ -157,7 +98,7 @@ describe('sandbox network namespaces and egress policy', () => {
       assert.equal(await fetch(c, `http://${SERVERS[0].addr}:${HTTP_PORT}/`, 30), 'srv1');
       assert.equal(await fetch(c, `http://${SERVERS[1].addr}:${HTTP_PORT}/`, 30), 'srv2');
     }
-    assert.equal(await nftCounter(undefined, 'forkd_test', 'escaped'), 0, 'nothing headed anywhere else');
+    assert.equal(await net!.escaped(), 0, 'nothing headed anywhere else');
   });
 
   test('egress deny: nothing leaves the guest', async () => {
@@ -179,7 +120,7 @@ describe('sandbox network namespaces and egress policy', () => {
     const [a, b] = [await child('allow'), await child('allow')];
     const nsA = a.isolation!.netns!;
     const blocked0 = await nftCounter(nsA, 'forkd', 'blocked');
-    const escaped0 = await nftCounter(undefined, 'forkd_test', 'escaped');
+    const escaped0 = await net!.escaped();
 
     // Link-local metadata: dropped inside the sandbox's own namespace, never reaching the host.
     assert.equal(await fetch(a, 'http://169.254.169.254/latest/meta-data/', 5), undefined);
@@ -214,7 +155,7 @@ describe('sandbox network namespaces and egress policy', () => {
     assert.equal(await fetch(a, `http://${b.isolation!.bridgeAddress}:9000/`, 5), undefined);
     assert.doesNotMatch(listener.out(), /conn /);
     assert.ok((await nftCounter(nsA, 'forkd', 'blocked')) > blocked1);
-    assert.equal(await nftCounter(undefined, 'forkd_test', 'escaped'), escaped0, 'nothing left through the host');
+    assert.equal(await net!.escaped(), escaped0, 'nothing left through the host');
     listener.proc.kill('SIGKILL');
   });
 
