@@ -76,7 +76,10 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
       metrics.restoreLatency.observe(t.restoreMs / 1000);
     },
   };
-  const sandboxes = new SandboxManager(ctx, store, hooks, { maxSandboxes: cfg.maxSandboxes });
+  const sandboxes = new SandboxManager(ctx, store, hooks, {
+    maxSandboxes: cfg.maxSandboxes,
+    defaultEgress: cfg.defaultEgress,
+  });
   const activeUsers = (tag: string): string[] =>
     store
       .listSandboxes({ snapshotTag: tag })
@@ -116,6 +119,7 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     audit_log: cfg.auditLog,
     branch_concurrency: cfg.branchConcurrency,
     max_sandboxes: cfg.maxSandboxes,
+    default_egress: cfg.defaultEgress,
     version: FORKD_VERSION,
   });
 

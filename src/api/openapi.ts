@@ -10,6 +10,8 @@ import { MEM_MIB_RANGE, VCPU_RANGE } from '../core/snapshot-create.js';
 import { FORK_N_RANGE } from '../core/fork.js';
 import { TTL_SECS_RANGE } from '../core/controller/sandboxes.js';
 import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
+import { LIMIT_RANGES } from '../host/cgroups.js';
+import { MAX_ALLOW_CIDRS } from '../host/nftables.js';
 import { SANDBOX_STATES, SNAPSHOT_STATUSES } from '../core/state/store.js';
 import { MAX_EVAL_CODE_BYTES, MAX_EXEC_STDIN_BYTES, MAX_LIST_ENTRIES, MAX_PATH_BYTES } from '../protocol/limits.js';
 
@@ -131,6 +133,17 @@ const schemas: Record<string, Schema> = {
     propertyNames: { pattern: `^[A-Za-z0-9_.-]{1,${METADATA_LIMITS.keyChars}}$` },
     additionalProperties: str({ maxLength: METADATA_LIMITS.valueChars }),
   },
+  EgressPolicy: {
+    description: `"allow", "deny" or {"allow": ["a.b.c.d/n", ...]}: at most ${MAX_ALLOW_CIDRS} IPv4 CIDRs, no host bits set`,
+    anyOf: [
+      str({ enum: ['allow', 'deny'] }),
+      obj(['allow'], {
+        allow: arr(str(), {
+          description: `destinations the sandbox may open connections to (a.b.c.d/n, at most ${MAX_ALLOW_CIDRS}); [] denies everything`,
+        }),
+      }),
+    ],
+  },
   Sandbox: obj(
     [
       'id',
@@ -141,8 +154,11 @@ const schemas: Record<string, Schema> = {
       'expires_at',
       'accel',
       'memory_limit_mib',
+      'cpu_limit',
+      'pids_limit',
       'per_child_netns',
       'netns',
+      'egress',
       'metadata',
       'reason',
       'warnings',
@@ -156,8 +172,15 @@ const schemas: Record<string, Schema> = {
       expires_at: nullable(ref('Timestamp')),
       accel: str({ enum: ['kvm', 'tcg'] }),
       memory_limit_mib: nullable({ type: 'integer', description: 'as requested; enforced by the sandbox cgroup' }),
+      cpu_limit: nullable({ type: 'number', description: 'as requested (CPUs); enforced by the sandbox cgroup' }),
+      pids_limit: nullable({ type: 'integer', description: 'as requested; enforced by the sandbox cgroup' }),
       per_child_netns: { ...bool, description: 'as requested; the sandbox runs in its own network namespace' },
       netns: nullable(str({ description: 'the network namespace (ip netns) when per_child_netns is set' })),
+      egress: {
+        ...nullable(ref('EgressPolicy')),
+        description:
+          "the egress policy in force in the sandbox's namespace (the daemon's --default-egress when the spawn named none); null without per_child_netns",
+      },
       metadata: ref('Metadata'),
       reason: nullable(str()),
       warnings: arr(str()),
@@ -167,14 +190,30 @@ const schemas: Record<string, Schema> = {
   CreateSandboxes: obj(['snapshot_tag'], {
     snapshot_tag: ref('Tag'),
     n: int(FORK_N_RANGE.min, FORK_N_RANGE.max, { default: 1 }),
-    memory_limit_mib: int(64, 1_048_576, {
+    memory_limit_mib: int(LIMIT_RANGES.memoryMiB.min, LIMIT_RANGES.memoryMiB.max, {
       description:
         'cgroup memory limit of the sandbox (QEMU + the pages it diverges from the snapshot); an OOM kill ends the sandbox `failed` with reason `oom`',
+    }),
+    cpu_limit: {
+      type: 'number',
+      minimum: LIMIT_RANGES.cpuLimit.min,
+      maximum: LIMIT_RANGES.cpuLimit.max,
+      description:
+        "CPU quota of the sandbox's cgroup in CPUs (0.5 = half of one CPU): cpu.max on cgroup v2, cpu.cfs_quota_us per 100 ms period on v1",
+    },
+    pids_limit: int(LIMIT_RANGES.pidsLimit.min, LIMIT_RANGES.pidsLimit.max, {
+      description: "pids.max of the sandbox's cgroup: bounds QEMU's own threads, not processes inside the guest",
     }),
     per_child_netns: {
       ...bool,
       default: false,
-      description: 'own network namespace with a tap behind the guest NIC; egress denied by default',
+      description:
+        "own network namespace with a tap behind the guest NIC; egress per `egress`, else the daemon's --default-egress (deny unless set)",
+    },
+    egress: {
+      ...ref('EgressPolicy'),
+      description:
+        "egress policy of the sandbox's namespace (needs per_child_netns: true); 169.254.0.0/16, the host and other sandboxes stay blocked whatever it says",
     },
     ttl_secs: int(TTL_SECS_RANGE.min, TTL_SECS_RANGE.max),
     metadata: ref('Metadata'),

@@ -88,6 +88,11 @@ export function checkPosture(cfg: ControllerConfig): Posture {
       : `auth is OFF: no --token-file, allowed only because ${where} is reachable from this host alone`,
   );
   notes.push(tls ? 'TLS is on (1.2 and 1.3, forward-secret AEAD suites only)' : 'TLS is off (plain HTTP)');
+  notes.push(
+    cfg.defaultEgress === 'allow'
+      ? 'default egress is ALLOW: a per_child_netns sandbox whose spawn names no "egress" may reach any address but the always-blocked ones'
+      : 'default egress is deny: a per_child_netns sandbox reaches nothing unless its spawn names an "egress" policy',
+  );
   return { bind, token, tls, warnings, notes };
 }
 

@@ -40,7 +40,11 @@ interface CreateSandboxesBody {
   snapshot_tag: string;
   n: number;
   memory_limit_mib?: number;
+  cpu_limit?: number;
+  pids_limit?: number;
   per_child_netns: boolean;
+  /** Shape checked by the schema; CIDRs and the need for per_child_netns by the manager. */
+  egress?: unknown;
   ttl_secs?: number;
   metadata?: Record<string, string>;
 }
@@ -101,7 +105,10 @@ export function handlers(core: ApiCore): Record<string, Handler> {
         n: b.n,
         ttlSecs: b.ttl_secs,
         memoryLimitMiB: b.memory_limit_mib,
+        cpuLimit: b.cpu_limit,
+        pidsLimit: b.pids_limit,
         perChildNetns: b.per_child_netns,
+        egress: b.egress,
         metadata: b.metadata,
         requestId,
       });

@@ -94,8 +94,42 @@ export function compileOperations(ajv: Ajv2020 = createAjv()): Operation[] {
   return ops;
 }
 
+/** The `description` of the document schema an error's schemaPath points into (up to `drop` segments back). */
+function documentedDescription(schemaPath: string, drop: number): string | undefined {
+  const prefix = `${SCHEMA_ID}#/$defs/`;
+  if (!schemaPath.startsWith(prefix)) return undefined;
+  const segments = schemaPath
+    .slice(prefix.length)
+    .split('/')
+    .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
+  let node: unknown = OPENAPI_DOCUMENT.components.schemas;
+  for (const seg of segments.slice(0, segments.length - drop)) {
+    if (typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[seg];
+  }
+  const d = typeof node === 'object' && node !== null ? (node as { description?: unknown }).description : undefined;
+  return typeof d === 'string' ? d : undefined;
+}
+
 /** One readable line for the first schema error: where, and what was expected. */
 export function describeErrors(where: string, errors: ErrorObject[] | null | undefined): string {
+  // A value matching no alternative of an anyOf: ajv lists every branch's errors, then the
+  // anyOf. The branch that got deepest into the value says best what is wrong (e.g.
+  // egress.allow must be array); if none got past the value itself, the schema's description
+  // says what it may be.
+  const any = errors?.find((x) => x.keyword === 'anyOf');
+  if (any) {
+    const branch = errors!
+      .filter((x) => x !== any && x.instancePath.startsWith(any.instancePath))
+      .reduce<ErrorObject | undefined>(
+        (a, x) => (!a || x.instancePath.length > a.instancePath.length ? x : a),
+        undefined,
+      );
+    if (branch && branch.instancePath.length > any.instancePath.length) return describeErrors(where, [branch]);
+    const at = `${where}${any.instancePath.replace(/\//g, '.')}`;
+    const described = documentedDescription(any.schemaPath, 1);
+    return described ? `${at} must be ${described}` : `${at} matches none of the forms the API document allows`;
+  }
   const e = errors?.[0];
   if (!e) return `${where} is invalid`;
   const at = `${where}${e.instancePath ? e.instancePath.replace(/\//g, '.') : ''}`;

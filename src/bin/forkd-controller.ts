@@ -19,6 +19,8 @@ const USAGE = `usage: forkd-controller serve [options]
   --audit-log FILE         JSON lines (FORKD_AUDIT_LOG, default /var/log/forkd/audit.log); SIGHUP reopens
   --branch-concurrency N   BRANCH operations at once, >= 1 (FORKD_BRANCH_CONCURRENCY, default 4)
   --max-sandboxes N        active sandboxes at most (FORKD_MAX_SANDBOXES, default 1000)
+  --default-egress POLICY  allow | deny: egress of a per_child_netns sandbox whose spawn names no
+                           "egress" (FORKD_DEFAULT_EGRESS, default deny)
   --kill-on-exit           stop every sandbox on SIGTERM/SIGINT (default: they keep running and
                            the next daemon re-adopts them)
   --insecure-no-tls        allow plain HTTP on a non-loopback address (behind a TLS proxy only)
@@ -45,6 +47,7 @@ async function main(argv: string[]): Promise<number> {
         'audit-log': { type: 'string' },
         'branch-concurrency': { type: 'string' },
         'max-sandboxes': { type: 'string' },
+        'default-egress': { type: 'string' },
         'kill-on-exit': { type: 'boolean' },
         'insecure-no-tls': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -105,6 +108,7 @@ async function main(argv: string[]): Promise<number> {
       auditLog: v['audit-log'],
       branchConcurrency: v['branch-concurrency'],
       maxSandboxes: v['max-sandboxes'],
+      defaultEgress: v['default-egress'],
       killOnExit: v['kill-on-exit'],
       insecureNoTls: v['insecure-no-tls'],
     });

@@ -16,6 +16,21 @@ export function intFlag(
   return n;
 }
 
+/** A decimal number (e.g. 0.5, 2) in a range; undefined when the flag is absent. */
+export function numberFlag(
+  name: string,
+  raw: string | undefined,
+  range: { min: number; max: number },
+): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^(\d+(\.\d*)?|\.\d+)$/.test(raw))
+    throw new ForkdError('invalid_argument', `--${name} must be a number like 0.5 or 2, got ${JSON.stringify(raw)}`);
+  const n = Number(raw);
+  if (n < range.min || n > range.max)
+    throw new ForkdError('invalid_argument', `--${name} must be from ${range.min} to ${range.max}, got ${n}`);
+  return n;
+}
+
 export function listFlag(raw: string | string[] | undefined): string[] {
   const values = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
   return values

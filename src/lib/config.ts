@@ -50,7 +50,12 @@ export interface ControllerConfig {
   readonly killOnExit: boolean;
   /** Allow a non-loopback bind without TLS (loud warning). */
   readonly insecureNoTls: boolean;
+  /** Egress policy of a per_child_netns sandbox whose spawn names none (allow-lists are per spawn only). */
+  readonly defaultEgress: DefaultEgress;
 }
+
+export type DefaultEgress = 'allow' | 'deny';
+export const DEFAULT_DEFAULT_EGRESS: DefaultEgress = 'deny';
 
 export interface ControllerFlags {
   bind?: string | undefined;
@@ -63,6 +68,7 @@ export interface ControllerFlags {
   maxSandboxes?: string | undefined;
   killOnExit?: boolean | undefined;
   insecureNoTls?: boolean | undefined;
+  defaultEgress?: string | undefined;
 }
 
 export const DEFAULT_BIND = '127.0.0.1:8889';
@@ -94,7 +100,17 @@ export function loadControllerConfig(flags: ControllerFlags = {}): ControllerCon
     }),
     killOnExit: flags.killOnExit ?? false,
     insecureNoTls: flags.insecureNoTls ?? false,
+    defaultEgress: egressSetting(flags.defaultEgress ?? env('FORKD_DEFAULT_EGRESS')),
   });
+}
+
+function egressSetting(raw: string | undefined): DefaultEgress {
+  if (raw === undefined) return DEFAULT_DEFAULT_EGRESS;
+  if (raw === 'allow' || raw === 'deny') return raw;
+  throw new ForkdError(
+    'invalid_argument',
+    `--default-egress must be "allow" or "deny", got ${JSON.stringify(raw.slice(0, 64))} (allow-lists are given per spawn, in "egress")`,
+  );
 }
 
 function intSetting(name: string, raw: string | undefined, def: number, range: { min: number; max: number }): number {

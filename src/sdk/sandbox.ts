@@ -5,6 +5,7 @@ import { ForkdApiError } from './errors.js';
 import { ndjsonLines, type CallOptions } from './http.js';
 import type {
   BranchResult,
+  EgressPolicy,
   EvalLanguage,
   EvalResult,
   ExecStreamLine,
@@ -17,9 +18,15 @@ export interface SandboxCreateOptions extends ControllerOptions, CallOptions {
   /** Snapshot tag to restore. */
   snapshot: string;
   memoryLimitMiB?: number;
+  /** CPUs (0.5 = half of one): the sandbox cgroup's CPU quota. */
+  cpuLimit?: number;
+  /** pids.max of the sandbox cgroup (bounds QEMU's threads, not guest processes; >= 16). */
+  pidsLimit?: number;
   ttlSecs?: number;
   metadata?: Record<string, string>;
   perChildNetns?: boolean;
+  /** Needs `perChildNetns: true`; default: the daemon's --default-egress (deny unless set). */
+  egress?: EgressPolicy;
   /** Reuse a Controller (its url/token/ca) instead of building one from the options. */
   controller?: Controller;
 }
@@ -75,7 +82,10 @@ export class Sandbox {
         ...(opts.ttlSecs !== undefined ? { ttl_secs: opts.ttlSecs } : {}),
         ...(opts.metadata !== undefined ? { metadata: opts.metadata } : {}),
         ...(opts.memoryLimitMiB !== undefined ? { memory_limit_mib: opts.memoryLimitMiB } : {}),
+        ...(opts.cpuLimit !== undefined ? { cpu_limit: opts.cpuLimit } : {}),
+        ...(opts.pidsLimit !== undefined ? { pids_limit: opts.pidsLimit } : {}),
         ...(opts.perChildNetns !== undefined ? { per_child_netns: opts.perChildNetns } : {}),
+        ...(opts.egress !== undefined ? { egress: opts.egress } : {}),
       },
       { signal: opts.signal, timeoutMs: opts.timeoutMs },
     );

@@ -76,6 +76,13 @@ export interface CreateSnapshotBody {
 
 export type SandboxState = 'creating' | 'running' | 'stopping' | 'stopped' | 'failed';
 
+/**
+ * Egress of a sandbox with its own network namespace: everything, nothing, or only these IPv4
+ * CIDRs (a.b.c.d/n, no host bits set, at most 256). The link-local range (cloud metadata), the
+ * host and other sandboxes stay blocked whatever it says.
+ */
+export type EgressPolicy = 'allow' | 'deny' | { allow: string[] };
+
 export interface SandboxInfo {
   id: string;
   snapshot_tag: string;
@@ -85,8 +92,12 @@ export interface SandboxInfo {
   expires_at: string | null;
   accel: string | null;
   memory_limit_mib: number | null;
+  cpu_limit: number | null;
+  pids_limit: number | null;
   per_child_netns: boolean;
   netns: string | null;
+  /** The policy in force (the daemon's default when the spawn named none); null without a namespace. */
+  egress: EgressPolicy | null;
   metadata: Record<string, string>;
   reason: string | null;
   warnings: string[];
@@ -98,7 +109,13 @@ export interface CreateSandboxesBody {
   ttl_secs?: number;
   metadata?: Record<string, string>;
   memory_limit_mib?: number;
+  /** CPUs (0.5 = half of one): the sandbox cgroup's CPU quota. */
+  cpu_limit?: number;
+  /** pids.max of the sandbox cgroup (QEMU's threads; >= 16). */
+  pids_limit?: number;
   per_child_netns?: boolean;
+  /** Needs per_child_netns: true. Default: the daemon's --default-egress (deny unless set). */
+  egress?: EgressPolicy;
 }
 
 export interface CreateSandboxesResult {

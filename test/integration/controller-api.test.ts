@@ -169,6 +169,30 @@ describe('forkd-controller: start-up refusals', () => {
   test('--branch-concurrency must be at least 1', async () => {
     await refused(['--branch-concurrency', '0'], /--branch-concurrency must be a whole number from 1/);
   });
+
+  test('--default-egress must be allow or deny: anything else is one line and a non-zero exit', async () => {
+    for (const [extra, env] of [
+      [['--default-egress', 'bogus'], {}],
+      [['--default-egress', '198.51.100.0/24'], {}],
+      [[], { FORKD_DEFAULT_EGRESS: 'bogus' }],
+    ] as [string[], Record<string, string>][]) {
+      const args = ['serve', '--data-dir', dataDir, '--audit-log', join(root, 'audit.log'), ...extra];
+      const r = await runDaemonToExit(args, { env });
+      assert.notEqual(r.code, 0, `${extra.join(' ')}: ${r.stderr}`);
+      assert.deepEqual(r.stderr.trimEnd().split('\n'), [r.stderr.trimEnd()], `one line: ${r.stderr}`);
+      assert.match(r.stderr, /^forkd-controller: refusing to start: --default-egress must be "allow" or "deny", got "/);
+    }
+    // The flag wins over the environment variable; the start-up line says what is in force.
+    const d = await startDaemon(daemonArgs(dataDir, root, ['--default-egress', 'allow']), {
+      env: { FORKD_DEFAULT_EGRESS: 'bogus' },
+    });
+    try {
+      assert.match(d.stderr(), /"msg":"listening".*"default_egress":"allow"/);
+      assert.match(d.stderr(), /default egress is ALLOW/);
+    } finally {
+      assert.equal(await d.stop(), 0);
+    }
+  });
 });
 
 describe('forkd-controller: TLS', () => {
@@ -404,6 +428,60 @@ describe('forkd-controller: auth, hostile input, limits, audit, metrics', () => 
     assert.equal(errorCode(huge), 'payload_too_large');
     // The daemon still serves after all that.
     assert.equal((await api(base, 'GET', '/version', { token: TOKEN })).status, 200);
+  });
+
+  test('bad limits and egress policies: 400 before any lookup, row or host change', async () => {
+    const cgroupDirs = async (): Promise<string[]> => {
+      const out: string[] = [];
+      for (const ctl of ['memory', 'cpu', 'pids', 'unified', ''])
+        for (const d of await readdir(join('/sys/fs/cgroup', ctl, 'forkd')).catch(() => [] as string[]))
+          if (d.startsWith('sb-')) out.push(`${ctl}/${d}`);
+      return out;
+    };
+    const netnsBefore = await readdir('/run/netns').catch(() => [] as string[]);
+    const cgroupsBefore = await cgroupDirs();
+    // A tag that does not exist: validation must answer before the 404 would.
+    const netns = { snapshot_tag: 'no-such-tag', per_child_netns: true };
+    const many = Array.from({ length: 257 }, (_, i) => `10.${Math.floor(i / 256)}.${i % 256}.0/24`);
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [
+        { ...netns, egress: { allow: ['10.0.0.1/8'] } },
+        /egress CIDR "10\.0\.0\.1\/8" has host bits set; did you mean 10\.0\.0\.0\/8\?/,
+      ],
+      [
+        { ...netns, egress: { allow: ['198.51.100.0/24', 'example.com/32'] } },
+        /"example\.com\/32" is not an IPv4 CIDR/,
+      ],
+      [{ ...netns, egress: { allow: ['fe80::/10'] } }, /is not an IPv4 CIDR/],
+      [{ ...netns, egress: { allow: many } }, /egress allow-list has 257 entries; at most 256/],
+      [{ ...netns, egress: { allow: 'x' } }, /body\.egress\.allow must be array/],
+      [{ ...netns, egress: { deny: [] } }, /body\.egress must be "allow", "deny" or \{"allow"/],
+      [{ ...netns, egress: 'open' }, /body\.egress must be "allow", "deny"/],
+      [{ snapshot_tag: 'no-such-tag', egress: 'allow' }, /egress needs per_child_netns: true/],
+      [{ snapshot_tag: 'no-such-tag', per_child_netns: false, egress: 'deny' }, /egress needs per_child_netns: true/],
+      [{ snapshot_tag: 'no-such-tag', cpu_limit: 0 }, /body\.cpu_limit must be >= 0\.01/],
+      [{ snapshot_tag: 'no-such-tag', cpu_limit: 1025 }, /body\.cpu_limit must be <= 1024/],
+      [{ snapshot_tag: 'no-such-tag', cpu_limit: '1' }, /body\.cpu_limit must be number/],
+      [{ snapshot_tag: 'no-such-tag', pids_limit: 15 }, /body\.pids_limit must be >= 16/],
+      [{ snapshot_tag: 'no-such-tag', pids_limit: 64.5 }, /body\.pids_limit must be integer/],
+    ];
+    for (const [json, message] of cases) {
+      const res = await api(base, 'POST', '/v1/sandboxes', { token: TOKEN, json });
+      const shown = JSON.stringify(json).slice(0, 120);
+      assert.equal(res.status, 400, `${shown}: ${res.text}`);
+      assert.equal(errorCode(res), 'invalid_argument', shown);
+      assert.match((res.json as { error: string }).error, message, shown);
+    }
+    // Valid values get as far as the snapshot lookup.
+    const fine = await api(base, 'POST', '/v1/sandboxes', {
+      token: TOKEN,
+      json: { ...netns, cpu_limit: 0.5, pids_limit: 64, egress: { allow: ['198.51.100.0/24'] } },
+    });
+    assert.equal(fine.status, 404, fine.text);
+    const list = await api(base, 'GET', '/v1/sandboxes', { token: TOKEN });
+    assert.deepEqual((list.json as { sandboxes: unknown[] }).sandboxes, [], 'no sandbox row was created');
+    assert.deepEqual(await readdir('/run/netns').catch(() => [] as string[]), netnsBefore, 'no namespace');
+    assert.deepEqual(await cgroupDirs(), cgroupsBefore, 'no cgroup');
   });
 
   test('audit log: one line per request (401s and 404s too), never the token; SIGHUP reopens it', async () => {

@@ -2,7 +2,9 @@
 // built through the API, 5 sandboxes used (exec, stream, eval, files) and deleted without a
 // trace, a daemon restart that re-adopts 3 live sandboxes, kill -9 of QEMU (adopted and
 // fresh), TTL expiry, snapshot lineage rules, and the audit log and metrics of all of it.
-// Every response is validated against the OpenAPI document (api()).
+// Limits and egress through the API: cgroup files, and traffic to test servers in namespaces
+// this test creates (test/helpers/test-net.ts). Every response is validated against the
+// OpenAPI document (api()).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -22,6 +24,8 @@ import {
 } from '../helpers/controller.js';
 import { runCli, uniqueTag } from '../helpers/env.js';
 import { netnsName } from '../../src/host/netns.js';
+import { SandboxCgroup } from '../../src/host/cgroups.js';
+import { SERVERS, fetchArgv, serverUrl, startTestNet, type TestNet } from '../helpers/test-net.js';
 // Zombie-aware: an adopted QEMU is reaped by init, possibly a moment after it died.
 import { processAlive as alive } from '../../src/host/proc-stat.js';
 
@@ -35,6 +39,11 @@ interface SandboxJson {
   warnings: string[];
   snapshot_tag: string;
   netns: string | null;
+  memory_limit_mib: number | null;
+  cpu_limit: number | null;
+  pids_limit: number | null;
+  per_child_netns: boolean;
+  egress: unknown;
 }
 
 /** The memory limit of a sandbox's cgroup in bytes, on cgroup v2 or v1, or undefined. */
@@ -60,6 +69,7 @@ describe('forkd-controller with real sandboxes', () => {
   let dataDir: string;
   let args: string[];
   let d: DaemonProcess;
+  let net: TestNet | undefined;
   const tag = uniqueTag('it-ctl');
   const call = (
     method: string,
@@ -82,6 +92,15 @@ describe('forkd-controller with real sandboxes', () => {
     assert.equal(r.exit_code, 0, `${cmd}: ${r.stderr}`);
     return r.stdout.trim();
   };
+  /** GET a test server's URL from inside sandbox `id`: the body, or undefined if it got nothing. */
+  const fetchFrom = async (id: string, url: string, timeoutSecs: number): Promise<string | undefined> => {
+    const res = await call('POST', `/v1/sandboxes/${id}/exec`, {
+      json: { args: fetchArgv(url, timeoutSecs), timeout_secs: timeoutSecs + 60 },
+    });
+    assert.equal(res.status, 200, res.text);
+    const r = res.json as { exit_code: number; stdout: string };
+    return r.exit_code === 0 ? r.stdout.trim() : undefined;
+  };
   const waitFor = async <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> => {
     const end = Date.now() + timeoutMs;
     for (;;) {
@@ -98,6 +117,7 @@ describe('forkd-controller with real sandboxes', () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>);
 
   before(async () => {
+    net = await startTestNet();
     ({ root, dataDir } = await controllerDataDir(true));
     const tokenFile = join(root, 'token');
     await writeFile(tokenFile, TOKEN, { mode: 0o600 });
@@ -126,6 +146,7 @@ describe('forkd-controller with real sandboxes', () => {
       await call('DELETE', `/v1/snapshots/${tag}?cascade=true`);
       assert.equal(await d.stop(), 0);
     }
+    await net?.stop();
     // The daemon keeps the shared bridge and host table up (host infrastructure, like docker0);
     // `forkd netns cleanup` removes them once no sandbox namespace is left.
     const cleanup = await runCli(['netns', 'cleanup', '--json']);
@@ -155,6 +176,11 @@ describe('forkd-controller with real sandboxes', () => {
       assert.equal(k.netns, netnsName(k.id));
       assert.ok(await exists(`/run/netns/${netnsName(k.id)}`), 'its own network namespace');
       assert.ok((await cgroupMemoryLimit(k.id)) === 256 * 1024 * 1024, 'its memory cgroup is capped at 256 MiB');
+      assert.deepEqual(
+        [k.memory_limit_mib, k.cpu_limit, k.pids_limit, k.egress],
+        [256, null, null, 'deny'],
+        'no egress given: the daemon default, deny',
+      );
       assert.equal(await sh(k.id, 'cat /root/warm.txt'), 'warm');
       assert.equal(await sh(k.id, 'hostname'), k.id);
       assert.ok(await exists(join(dataDir, 'run', k.id)));
@@ -180,6 +206,8 @@ describe('forkd-controller with real sandboxes', () => {
     assert.equal((await call('DELETE', `/v1/sandboxes/${a!.id}/files?path=/root/blob.bin`)).status, 204);
     const gone = await call('GET', `/v1/sandboxes/${a!.id}/files?path=/root/blob.bin`);
     assert.equal(gone.status, 404);
+    // Egress denied by default: the test server does not answer.
+    assert.equal(await fetchFrom(a!.id, serverUrl(0), 5), undefined, 'default egress deny');
     // Siblings never see each other's files.
     await sh(a!.id, 'echo mine > /root/only-a');
     assert.equal(await sh(kids[1]!.id, 'test -e /root/only-a; echo $?'), '1');
@@ -430,5 +458,76 @@ describe('forkd-controller with real sandboxes', () => {
     );
     assert.equal(line.reason, 'oom', JSON.stringify(line));
     assert.equal((await call('DELETE', `/v1/sandboxes/${hog.id}`)).status, 204);
+  });
+
+  test('cpu_limit and pids_limit reach the sandbox cgroup and the API answer; bad ones never make a row', async () => {
+    // Against a real snapshot: still refused before any row or cgroup exists.
+    const rows = (): Promise<number> =>
+      call('GET', '/v1/sandboxes').then((r) => (r.json as { sandboxes: unknown[] }).sandboxes.length);
+    const before = await rows();
+    for (const json of [
+      { snapshot_tag: tag, per_child_netns: true, egress: { allow: ['10.0.0.1/8'] } },
+      { snapshot_tag: tag, egress: 'allow' },
+      { snapshot_tag: tag, pids_limit: 8 },
+    ]) {
+      const res = await call('POST', '/v1/sandboxes', { json });
+      assert.equal(res.status, 400, res.text);
+      assert.equal(errorCode(res), 'invalid_argument');
+    }
+    assert.equal(await rows(), before, 'no row');
+
+    const [k] = await spawn({ n: 1, cpu_limit: 0.5, pids_limit: 64 });
+    assert.ok(k);
+    for (const s of [k, await sandbox(k.id)]) {
+      assert.deepEqual(
+        [s.cpu_limit, s.pids_limit, s.memory_limit_mib, s.per_child_netns, s.netns, s.egress],
+        [0.5, 64, null, false, null, null],
+      );
+    }
+    const cgroup = await SandboxCgroup.forId(k.id);
+    const cpu = cgroup.dirs.find((x) => x.controllers.includes('cpu'));
+    const pids = cgroup.dirOf('pids');
+    assert.ok(cpu && pids, `cpu and pids controllers: ${JSON.stringify(cgroup.dirs)}`);
+    const read = async (dir: string, file: string): Promise<string> => (await readFile(join(dir, file), 'utf8')).trim();
+    if (cpu.version === 'v1') {
+      assert.equal(await read(cpu.path, 'cpu.cfs_quota_us'), '50000');
+      assert.equal(await read(cpu.path, 'cpu.cfs_period_us'), '100000');
+    } else {
+      assert.equal(await read(cpu.path, 'cpu.max'), '50000 100000');
+    }
+    assert.equal(await read(pids, 'pids.max'), '64');
+    for (const dir of cgroup.dirs)
+      assert.match(await read(dir.path, 'cgroup.procs'), new RegExp(`^${k.pid}$`, 'm'), `QEMU is in ${dir.path}`);
+    // (test/integration/isolation.test.ts shows pids.max stops a fork past it.)
+    assert.equal(await sh(k.id, 'echo alive'), 'alive', 'runs at half a CPU');
+    assert.equal((await call('DELETE', `/v1/sandboxes/${k.id}`)).status, 204);
+    for (const dir of cgroup.dirs) assert.equal(await exists(dir.path), false, `${dir.path} removed`);
+  });
+
+  test('egress through the API: an allow-list reaches only its CIDR; --default-egress allow opens a spawn without one', async () => {
+    const allowList = { allow: [SERVERS[0].cidr] };
+    const [k] = await spawn({ n: 1, per_child_netns: true, egress: allowList });
+    assert.ok(k);
+    assert.deepEqual(k.egress, allowList);
+    assert.deepEqual((await sandbox(k.id)).egress, allowList);
+    assert.equal(await fetchFrom(k.id, serverUrl(0), 30), 'srv1', 'the listed CIDR answers');
+    assert.equal(await fetchFrom(k.id, serverUrl(1), 5), undefined, 'a CIDR not on the list does not');
+    assert.equal((await call('DELETE', `/v1/sandboxes/${k.id}`)).status, 204);
+
+    // A daemon whose default is allow: a networked spawn that names no policy gets it.
+    assert.equal(await d.stop(), 0);
+    d = await startDaemon([...args, '--default-egress', 'allow']);
+    try {
+      const [open] = await spawn({ n: 1, per_child_netns: true });
+      assert.ok(open);
+      assert.equal(open.egress, 'allow');
+      assert.equal(await fetchFrom(open.id, serverUrl(0), 30), 'srv1');
+      assert.equal(await fetchFrom(open.id, serverUrl(1), 30), 'srv2');
+      assert.equal((await call('DELETE', `/v1/sandboxes/${open.id}`)).status, 204);
+    } finally {
+      assert.equal(await d.stop(), 0);
+      d = await startDaemon(args);
+    }
+    assert.equal(await net!.escaped(), 0, 'nothing a sandbox sent went anywhere but the test servers');
   });
 });

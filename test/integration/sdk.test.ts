@@ -129,11 +129,16 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
         token: TOKEN,
         ttlSecs: 600,
         metadata: { job: 'sdk' },
-        memoryLimitMiB: 1024, // generous: enforced once isolation lands
+        memoryLimitMiB: 1024, // generous: limits that never bite, to see them passed through
+        cpuLimit: 2,
+        pidsLimit: 4096,
       });
       assert.equal(sb.info.state, 'running');
       assert.equal(sb.info.metadata.job, 'sdk');
-      assert.equal(sb.info.memory_limit_mib, 1024);
+      assert.deepEqual(
+        [sb.info.memory_limit_mib, sb.info.cpu_limit, sb.info.pids_limit, sb.info.egress],
+        [1024, 2, 4096, null],
+      );
 
       // argv: shell metacharacters arrive verbatim.
       const echo = await sb.commands.run(['printf', '%s', HOSTILE]);

@@ -95,6 +95,26 @@ test('request schemas: defaults filled, limits and unknown fields refused', () =
   ])
     assert.equal(create(bad), false, JSON.stringify(bad));
   assert.match(describeErrors('body', (create({ snapshot_tag: 'b', x: 1 }), create.errors)), /unknown field "x"/);
+  // Limits and egress: ranges from the cgroup code; the egress shape from its schema (CIDRs
+  // themselves are checked by the manager, with messages that say what is wrong).
+  for (const good of [
+    { snapshot_tag: 'b', cpu_limit: 0.5, pids_limit: 64 },
+    { snapshot_tag: 'b', per_child_netns: true, egress: 'allow' },
+    { snapshot_tag: 'b', per_child_netns: true, egress: { allow: ['10.0.0.1/8'] } },
+  ])
+    assert.equal(create(good), true, JSON.stringify(good));
+  const why = (b: Record<string, unknown>): string => (
+    create({ snapshot_tag: 'b', ...b }),
+    describeErrors('body', create.errors)
+  );
+  assert.match(why({ cpu_limit: 0 }), /body\.cpu_limit must be >= 0\.01/);
+  assert.match(why({ cpu_limit: 1025 }), /body\.cpu_limit must be <= 1024/);
+  assert.match(why({ pids_limit: 15 }), /body\.pids_limit must be >= 16/);
+  assert.match(why({ pids_limit: 16.5 }), /body\.pids_limit must be integer/);
+  assert.match(why({ egress: { allow: 'x' } }), /^body\.egress\.allow must be array$/);
+  assert.match(why({ egress: { allow: [1] } }), /^body\.egress\.allow\.0 must be string$/);
+  for (const egress of ['open', { deny: [] }, 5, null, { allow: [], x: 1 }])
+    assert.match(why({ egress }), /^body\.egress must be "allow", "deny" or \{"allow": \["a\.b\.c\.d\/n", \.\.\.\]\}/);
   const snap = ops.get('createSnapshot')!.body!;
   const s: Record<string, unknown> = { tag: 't' };
   assert.equal(snap(s), true);
@@ -142,6 +162,14 @@ test('controller config: flags win over the environment, numbers are checked', (
   assert.equal(cfg.killOnExit, false);
   for (const bad of ['0', '-1', '1.5', 'x', ''])
     assert.throws(() => loadControllerConfig({ branchConcurrency: bad }), /--branch-concurrency/, bad);
+  assert.equal(cfg.defaultEgress, 'deny');
+  assert.equal(loadControllerConfig({ defaultEgress: 'allow' }).defaultEgress, 'allow');
+  for (const bad of ['ALLOW', 'open', '10.0.0.0/8', ''])
+    assert.throws(
+      () => loadControllerConfig({ defaultEgress: bad }),
+      /--default-egress must be "allow" or "deny"/,
+      bad,
+    );
 });
 
 test('docs/openapi.json is the document the daemon serves', async () => {

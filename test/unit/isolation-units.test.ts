@@ -25,6 +25,7 @@ import {
 import { addressCandidates, bridgeHostAddress } from '../../src/host/net-addr.js';
 import { BRIDGE_ADDRESS, BRIDGE_CIDR } from '../../src/host/bridge.js';
 import { validateIsolationOptions } from '../../src/core/isolation.js';
+import { isolationFor } from '../../src/core/controller/sandboxes.js';
 import { GUEST_GATEWAY, GUEST_IP } from '../../src/image/guest-init.js';
 import { ForkdError } from '../../src/lib/errors.js';
 
@@ -282,4 +283,26 @@ test('OOM kill counters parse from v1 memory.oom_control and v2 memory.events', 
   assert.equal(parseOomKills('low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 1\n'), 1);
   assert.equal(parseOomKills('oom_group_kill 3\n'), 0);
   assert.equal(parseOomKills(''), 0);
+});
+
+test('isolation of an API spawn: limits make a cgroup, egress needs a namespace, the daemon default fills in', () => {
+  assert.equal(isolationFor({}), undefined, 'nothing asked, nothing set up');
+  assert.deepEqual(isolationFor({ cpuLimit: 0.5, pidsLimit: 64 }), { cpuLimit: 0.5, pidsLimit: 64 });
+  assert.deepEqual(isolationFor({ memoryLimitMiB: 256, perChildNetns: true }), {
+    memoryMiB: 256,
+    network: { egress: 'deny' },
+  });
+  assert.deepEqual(isolationFor({ perChildNetns: true }, 'allow'), { network: { egress: 'allow' } });
+  assert.deepEqual(isolationFor({ perChildNetns: true, egress: 'deny' }, 'allow'), { network: { egress: 'deny' } });
+  assert.deepEqual(
+    isolationFor({ perChildNetns: true, egress: { allow: ['198.51.100.0/24', '198.51.100.0/24'] } }),
+    { network: { egress: { allow: ['198.51.100.0/24'] } } },
+    'duplicates dropped',
+  );
+  invalid(() => isolationFor({ egress: 'allow' }), /egress needs per_child_netns: true/);
+  invalid(() => isolationFor({ perChildNetns: false, egress: 'deny' }), /egress needs per_child_netns/);
+  invalid(() => isolationFor({ perChildNetns: true, egress: { allow: ['10.0.0.1/8'] } }), /host bits set/);
+  invalid(() => isolationFor({ perChildNetns: true, egress: 'open' }), /egress must be/);
+  invalid(() => isolationFor({ cpuLimit: 0 }), /cpuLimit 0 is out of range/);
+  invalid(() => isolationFor({ pidsLimit: 20.5 }), /pidsLimit must be an integer/);
 });

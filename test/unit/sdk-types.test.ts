@@ -10,6 +10,8 @@ import { Controller, ForkdApiError } from '../../src/sdk/index.js';
 import type {
   ApiErrorCode,
   BranchResult,
+  CreateSandboxesBody,
+  EgressPolicy,
   EvalResult,
   ExecResult,
   FileList,
@@ -20,6 +22,9 @@ import type {
   WriteFileResult,
 } from '../../src/sdk/index.js';
 import { parseRemote } from '../../src/cli/commands/cp.js';
+import { egressFlag } from '../../src/cli/commands/spawn.js';
+import { numberFlag } from '../../src/cli/args.js';
+import { LIMIT_RANGES } from '../../src/host/cgroups.js';
 
 const keys = <T>(o: Record<keyof T, true>): string[] => Object.keys(o).sort();
 const schemas = OPENAPI_DOCUMENT.components.schemas as Record<string, { properties?: Record<string, unknown> }>;
@@ -59,12 +64,29 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
         expires_at: true,
         accel: true,
         memory_limit_mib: true,
+        cpu_limit: true,
+        pids_limit: true,
         per_child_netns: true,
         netns: true,
+        egress: true,
         metadata: true,
         reason: true,
         warnings: true,
       } satisfies Record<keyof SandboxInfo, true>),
+    ],
+    [
+      'CreateSandboxes',
+      keys<CreateSandboxesBody>({
+        snapshot_tag: true,
+        n: true,
+        ttl_secs: true,
+        metadata: true,
+        memory_limit_mib: true,
+        cpu_limit: true,
+        pids_limit: true,
+        per_child_netns: true,
+        egress: true,
+      } satisfies Record<keyof CreateSandboxesBody, true>),
     ],
     [
       'ExecResult',
@@ -125,6 +147,17 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
   }
 });
 
+test('the SDK EgressPolicy type has the forms of the EgressPolicy schema', () => {
+  const policy = schemas.EgressPolicy as unknown as {
+    anyOf: [{ enum: string[] }, { required: string[]; properties: Record<string, unknown> }];
+  };
+  const words = Object.keys({ allow: true, deny: true } satisfies Record<Extract<EgressPolicy, string>, true>);
+  assert.deepEqual(policy.anyOf[0].enum, words);
+  const list = Object.keys({ allow: true } satisfies Record<keyof Extract<EgressPolicy, object>, true>);
+  assert.deepEqual(Object.keys(policy.anyOf[1].properties), list);
+  assert.deepEqual(policy.anyOf[1].required, list);
+});
+
 test('the SDK knows every API error code', () => {
   const codes = Object.keys({
     invalid_argument: true,
@@ -175,4 +208,25 @@ test('forkd cp: ID:/path is remote, anything else local', () => {
   assert.equal(parseRemote('./sb-abcdefghijklmnop:/x'), undefined);
   assert.equal(parseRemote('sb-abcdefghijklmnop:relative'), undefined);
   assert.equal(parseRemote('/tmp/file'), undefined);
+});
+
+test('forkd spawn: --egress allow|deny|CIDR[,CIDR...] and --cpu-limit are checked before any request', () => {
+  assert.equal(egressFlag(undefined), undefined);
+  assert.equal(egressFlag('allow'), 'allow');
+  assert.equal(egressFlag('deny'), 'deny');
+  assert.deepEqual(egressFlag('198.51.100.0/24, 203.0.113.10/32'), { allow: ['198.51.100.0/24', '203.0.113.10/32'] });
+  const usage = (fn: () => unknown, pattern: RegExp): void =>
+    assert.throws(
+      fn,
+      (e: unknown) => e instanceof Error && 'code' in e && e.code === 'invalid_argument' && pattern.test(e.message),
+    );
+  usage(() => egressFlag('10.0.0.1/8'), /host bits set; did you mean 10\.0\.0\.0\/8/);
+  usage(() => egressFlag('open'), /is not an IPv4 CIDR/);
+  usage(() => egressFlag(','), /--egress must be allow, deny or CIDR/);
+  assert.equal(numberFlag('cpu-limit', '0.5', LIMIT_RANGES.cpuLimit), 0.5);
+  assert.equal(numberFlag('cpu-limit', '2', LIMIT_RANGES.cpuLimit), 2);
+  assert.equal(numberFlag('cpu-limit', undefined, LIMIT_RANGES.cpuLimit), undefined);
+  usage(() => numberFlag('cpu-limit', '0', LIMIT_RANGES.cpuLimit), /--cpu-limit must be from 0\.01 to 1024, got 0/);
+  usage(() => numberFlag('cpu-limit', '1e3', LIMIT_RANGES.cpuLimit), /--cpu-limit must be a number/);
+  usage(() => numberFlag('cpu-limit', '-1', LIMIT_RANGES.cpuLimit), /--cpu-limit must be a number/);
 });

@@ -2,15 +2,39 @@
 // line (or --json), and a warning line per daemon warning on stderr.
 import { parseArgs } from 'node:util';
 import { ForkdError } from '../../lib/errors.js';
-import { intFlag } from '../args.js';
+import { LIMIT_RANGES } from '../../host/cgroups.js';
+import { parseEgressPolicy } from '../../host/nftables.js';
+import type { EgressPolicy } from '../../sdk/index.js';
+import { intFlag, listFlag, numberFlag } from '../args.js';
 import { createProgress } from '../progress.js';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../command.js';
 import { CLIENT_FLAGS, CLIENT_USAGE, daemonCommand, openController } from './daemon-client.js';
 
+/** `--egress allow|deny|CIDR[,CIDR...]`: a CIDR list is the allow-list. Checked here, before any request. */
+export function egressFlag(raw: string | undefined): EgressPolicy | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'allow' || raw === 'deny') return raw;
+  const cidrs = listFlag(raw);
+  if (cidrs.length === 0) {
+    throw new ForkdError(
+      'invalid_argument',
+      `--egress must be allow, deny or CIDR[,CIDR...], got ${JSON.stringify(raw)}`,
+    );
+  }
+  return parseEgressPolicy({ allow: cidrs });
+}
+
 export const spawnCommand: Command = {
   name: 'spawn',
   summary: 'Daemon: start N sandboxes from a snapshot (prints their ids)',
-  usage: `spawn --tag TAG [-n 1] [--ttl-secs S] [--memory-limit-mib M] [--meta KEY=VALUE]... [--json] ${CLIENT_USAGE}`,
+  usage: `spawn --tag TAG [-n 1] [--ttl-secs S] [--memory-limit-mib M] [--cpu-limit CPUS] [--pids-limit N] [--per-child-netns] [--egress allow|deny|CIDR[,CIDR...]] [--meta KEY=VALUE]... [--json] ${CLIENT_USAGE}
+
+  --cpu-limit CPUS    CPU quota of each sandbox's cgroup, in CPUs (0.5 = half of one)
+  --pids-limit N      pids.max of each sandbox's cgroup (QEMU's threads, not guest processes; >= 16)
+  --per-child-netns   each sandbox in its own network namespace; egress per the daemon's
+                      --default-egress (deny unless set)
+  --egress POLICY     allow, deny, or a comma-separated list of IPv4 CIDRs (the allow-list);
+                      implies --per-child-netns`,
   run: (argv, ctx) =>
     daemonCommand('spawn', ctx, async () => {
       const { values } = parseArgs({
@@ -22,6 +46,10 @@ export const spawnCommand: Command = {
           n: { type: 'string', short: 'n' },
           'ttl-secs': { type: 'string' },
           'memory-limit-mib': { type: 'string' },
+          'cpu-limit': { type: 'string' },
+          'pids-limit': { type: 'string' },
+          'per-child-netns': { type: 'boolean', default: false },
+          egress: { type: 'string' },
           meta: { type: 'string', multiple: true },
           json: { type: 'boolean', default: false },
           ...CLIENT_FLAGS,
@@ -35,6 +63,8 @@ export const spawnCommand: Command = {
         if (eq <= 0) throw new ForkdError('invalid_argument', `--meta must be KEY=VALUE, got ${JSON.stringify(kv)}`);
         metadata[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
+      const cpuLimit = numberFlag('cpu-limit', values['cpu-limit'], LIMIT_RANGES.cpuLimit);
+      const egress = egressFlag(values.egress);
       const c = await openController(values);
       const progress = createProgress(ctx, !values.json || ctx.interactive);
       progress.step(`spawning ${n} sandbox${n === 1 ? '' : 'es'} of ${values.tag} at ${c.url}`);
@@ -46,9 +76,15 @@ export const spawnCommand: Command = {
           : {}),
         ...(values['memory-limit-mib'] !== undefined
           ? {
-              memory_limit_mib: intFlag('memory-limit-mib', values['memory-limit-mib'], 0, { min: 64, max: 1_048_576 }),
+              memory_limit_mib: intFlag('memory-limit-mib', values['memory-limit-mib'], 0, LIMIT_RANGES.memoryMiB),
             }
           : {}),
+        ...(cpuLimit !== undefined ? { cpu_limit: cpuLimit } : {}),
+        ...(values['pids-limit'] !== undefined
+          ? { pids_limit: intFlag('pids-limit', values['pids-limit'], 0, LIMIT_RANGES.pidsLimit) }
+          : {}),
+        ...(values['per-child-netns'] || egress !== undefined ? { per_child_netns: true } : {}),
+        ...(egress !== undefined ? { egress } : {}),
         ...(values.meta ? { metadata } : {}),
       });
       const failed = res.sandboxes.filter((s) => s.state !== 'running');

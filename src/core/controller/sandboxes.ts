@@ -11,8 +11,8 @@ import { assertTag } from '../../lib/tag.js';
 import type { CoreContext } from '../context.js';
 import { defaultRestoreConcurrency, mapWithConcurrency } from '../fork.js';
 import { restoreChild } from '../sandbox.js';
-import type { IsolationOptions } from '../isolation.js';
-import { DEFAULT_EGRESS } from '../../host/nftables.js';
+import { validateIsolationOptions, type IsolationOptions } from '../isolation.js';
+import { DEFAULT_EGRESS, type EgressPolicy } from '../../host/nftables.js';
 import { loadSnapshot } from '../snapshot-store.js';
 import type { SandboxRow, SandboxState, StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
@@ -27,9 +27,21 @@ export interface CreateSandboxesRequest {
   n: number;
   ttlSecs?: number | undefined;
   memoryLimitMiB?: number | undefined;
+  /** Fraction of CPUs (0.5 = half of one): the cgroup's CPU quota. */
+  cpuLimit?: number | undefined;
+  /** Tasks (QEMU's threads) the sandbox's cgroup may hold. */
+  pidsLimit?: number | undefined;
   perChildNetns?: boolean | undefined;
+  /** Needs perChildNetns; unchecked input (validated here before anything happens). */
+  egress?: unknown;
   metadata?: Record<string, string> | undefined;
   requestId?: string | undefined;
+}
+
+export interface SandboxManagerOptions {
+  maxSandboxes: number;
+  /** Policy of a namespace whose spawn names none (`--default-egress`); DEFAULT_EGRESS if unset. */
+  defaultEgress?: EgressPolicy | undefined;
 }
 
 /** Admits at most `limit` holders at once; the rest wait in FIFO order. */
@@ -63,7 +75,7 @@ export class SandboxManager {
     private readonly ctx: CoreContext,
     private readonly store: StateStore,
     private readonly hooks: ControllerHooks,
-    private readonly opts: { maxSandboxes: number },
+    private readonly opts: SandboxManagerOptions,
   ) {}
 
   get(id: string): SandboxRow {
@@ -95,6 +107,8 @@ export class SandboxManager {
   async create(req: CreateSandboxesRequest): Promise<SandboxRow[]> {
     if (this.#closing) throw new ForkdError('unavailable', 'the daemon is shutting down; retry against its successor');
     const tag = assertTag(req.snapshotTag, 'snapshot tag');
+    // Limits and egress are checked before any lookup, row or host change: a bad one is a 400.
+    const isolation = isolationFor(req, this.opts.defaultEgress ?? DEFAULT_EGRESS);
     if (this.store.getSnapshot(tag)?.status === 'writing') {
       throw new ForkdError(
         'invalid_state',
@@ -135,15 +149,20 @@ export class SandboxManager {
         createdAt: now.toISOString(),
         updatedAt: now.toISOString(),
         expiresAt: req.ttlSecs === undefined ? null : new Date(now.getTime() + req.ttlSecs * 1000).toISOString(),
-        memoryLimitMiB: req.memoryLimitMiB ?? null,
-        perChildNetns: req.perChildNetns ?? false,
+        memoryLimitMiB: isolation?.memoryMiB ?? null,
+        cpuLimit: isolation?.cpuLimit ?? null,
+        pidsLimit: isolation?.pidsLimit ?? null,
+        perChildNetns: isolation?.network !== undefined,
+        egress: isolation?.network?.egress ?? null,
         metadata: req.metadata ?? {},
         reason: null,
       })),
     );
     const settled = await mapWithConcurrency(req.n, defaultRestoreConcurrency(), async (i) => {
       const id = ids[i]!;
-      const sandbox = await this.#restores.use(() => restoreChild(this.ctx, snap, { id, ...isolationFor(req) }));
+      const sandbox = await this.#restores.use(() =>
+        restoreChild(this.ctx, snap, { id, ...(isolation ? { isolation } : {}) }),
+      );
       this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
       this.store.updateSandbox(id, { state: 'running', pid: sandbox.pid });
       this.#adopt(liveFromSandbox(sandbox), req.requestId);
@@ -263,18 +282,28 @@ export class SandboxManager {
 }
 
 /**
- * The isolation a create request asks for: a memory cgroup for memory_limit_mib, a network
- * namespace (egress denied by default, see DEFAULT_EGRESS) for per_child_netns. Nothing asked,
- * nothing set up: the sandbox keeps the unconnected NIC and no cgroup of its own.
+ * The isolation a create request asks for, validated: a cgroup for memory/cpu/pids limits, a
+ * network namespace for per_child_netns with the spawn's egress policy or else `defaultEgress`.
+ * Nothing asked, nothing set up (undefined): the sandbox keeps the unconnected NIC and no
+ * cgroup of its own. Throws `invalid_argument` for an out-of-range limit, a bad policy or CIDR,
+ * or an egress policy without a namespace (there would be no network to apply it to).
  */
-function isolationFor(req: { memoryLimitMiB?: number | undefined; perChildNetns?: boolean | undefined }): {
-  isolation?: IsolationOptions;
-} {
-  if (req.memoryLimitMiB === undefined && !req.perChildNetns) return {};
-  return {
-    isolation: {
-      ...(req.memoryLimitMiB !== undefined ? { memoryMiB: req.memoryLimitMiB } : {}),
-      ...(req.perChildNetns ? { network: { egress: DEFAULT_EGRESS } } : {}),
-    },
+export function isolationFor(
+  req: Pick<CreateSandboxesRequest, 'memoryLimitMiB' | 'cpuLimit' | 'pidsLimit' | 'perChildNetns' | 'egress'>,
+  defaultEgress: EgressPolicy = DEFAULT_EGRESS,
+): IsolationOptions | undefined {
+  if (req.egress !== undefined && !req.perChildNetns) {
+    throw new ForkdError(
+      'invalid_argument',
+      'egress needs per_child_netns: true; without its own network namespace a sandbox has no network to apply an egress policy to',
+    );
+  }
+  const opts: IsolationOptions = {
+    ...(req.memoryLimitMiB !== undefined ? { memoryMiB: req.memoryLimitMiB } : {}),
+    ...(req.cpuLimit !== undefined ? { cpuLimit: req.cpuLimit } : {}),
+    ...(req.pidsLimit !== undefined ? { pidsLimit: req.pidsLimit } : {}),
+    ...(req.perChildNetns ? { network: { egress: (req.egress ?? defaultEgress) as EgressPolicy } } : {}),
   };
+  if (Object.keys(opts).length === 0) return undefined;
+  return validateIsolationOptions(opts);
 }

@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ForkdError, messageOf } from '../../lib/errors.js';
+import type { EgressPolicy } from '../../host/nftables.js';
 
 export const SANDBOX_STATES = ['creating', 'running', 'stopping', 'stopped', 'failed'] as const;
 export type SandboxState = (typeof SANDBOX_STATES)[number];
@@ -26,7 +27,12 @@ export interface SandboxRow {
   updatedAt: string;
   expiresAt: string | null;
   memoryLimitMiB: number | null;
+  /** CPU quota as a fraction of CPUs (cgroup cpu.max / CFS quota), as requested. */
+  cpuLimit: number | null;
+  pidsLimit: number | null;
   perChildNetns: boolean;
+  /** The egress policy in force (the daemon's default when the spawn named none); null without a namespace. */
+  egress: EgressPolicy | null;
   metadata: Record<string, string>;
   /** Why a sandbox is `failed` or `stopped` (e.g. "expired", "qemu exited: signal SIGKILL"). */
   reason: string | null;
@@ -50,7 +56,11 @@ interface RawSandbox {
   updated_at: string;
   expires_at: string | null;
   memory_limit_mib: number | null;
+  cpu_limit: number | null;
+  pids_limit: number | null;
   per_child_netns: number;
+  /** JSON text of the EgressPolicy, or NULL. */
+  egress: string | null;
   metadata: string;
   reason: string | null;
 }
@@ -63,7 +73,8 @@ interface RawSnapshot {
   error: string | null;
 }
 
-const SCHEMA_VERSION = 1;
+// v1: the first schema. v2: cpu_limit, pids_limit, egress (added to a v1 file by migrate()).
+const SCHEMA_VERSION = 2;
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS sandboxes (
   id TEXT PRIMARY KEY,
@@ -77,7 +88,10 @@ CREATE TABLE IF NOT EXISTS sandboxes (
   memory_limit_mib INTEGER,
   per_child_netns INTEGER NOT NULL DEFAULT 0,
   metadata TEXT NOT NULL DEFAULT '{}',
-  reason TEXT
+  reason TEXT,
+  cpu_limit REAL,
+  pids_limit INTEGER,
+  egress TEXT
 );
 CREATE INDEX IF NOT EXISTS sandboxes_by_tag ON sandboxes (snapshot_tag);
 CREATE TABLE IF NOT EXISTS snapshots (
@@ -125,8 +139,18 @@ export class StateStore {
         `${path} has schema version ${version}, newer than this forkd-controller understands (${SCHEMA_VERSION}); upgrade forkd`,
       );
     }
-    db.exec(SCHEMA);
-    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    try {
+      db.transaction(() => {
+        db.exec(SCHEMA);
+        migrate(db);
+        db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      })();
+    } catch (err) {
+      db.close();
+      throw new ForkdError('host_error', `cannot migrate the state database ${path}: ${messageOf(err)}`, {
+        cause: err,
+      });
+    }
     return new StateStore(db, path);
   }
 
@@ -140,9 +164,9 @@ export class StateStore {
     this.db
       .prepare(
         `INSERT INTO sandboxes (id, snapshot_tag, state, pid, accel, created_at, updated_at, expires_at,
-           memory_limit_mib, per_child_netns, metadata, reason)
+           memory_limit_mib, cpu_limit, pids_limit, per_child_netns, egress, metadata, reason)
          VALUES (@id, @snapshot_tag, @state, @pid, @accel, @created_at, @updated_at, @expires_at,
-           @memory_limit_mib, @per_child_netns, @metadata, @reason)`,
+           @memory_limit_mib, @cpu_limit, @pids_limit, @per_child_netns, @egress, @metadata, @reason)`,
       )
       .run(toRaw(row));
   }
@@ -235,6 +259,40 @@ export class StateStore {
   }
 }
 
+/** Columns added after v1, with their types: added to an older file in place (data kept). */
+const ADDED_COLUMNS: readonly [name: string, type: string][] = [
+  ['cpu_limit', 'REAL'],
+  ['pids_limit', 'INTEGER'],
+  ['egress', 'TEXT'],
+];
+
+/**
+ * Bring a v1 file (or any file missing a later column) up to the current schema. Runs inside
+ * the open transaction; `CREATE TABLE IF NOT EXISTS` has already made a fresh file complete.
+ */
+function migrate(db: Database.Database): void {
+  const have = new Set((db.pragma('table_info(sandboxes)') as { name: string }[]).map((c) => c.name));
+  for (const [name, type] of ADDED_COLUMNS) {
+    if (!have.has(name)) db.exec(`ALTER TABLE sandboxes ADD COLUMN ${name} ${type}`);
+  }
+  // A v1 daemon gave every namespace the then only policy, deny: say so rather than "unknown".
+  if (!have.has('egress')) db.exec(`UPDATE sandboxes SET egress = '"deny"' WHERE per_child_netns = 1`);
+}
+
+function parseEgress(text: string | null): EgressPolicy | null {
+  if (text === null) return null;
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (v === 'allow' || v === 'deny') return v;
+    if (typeof v === 'object' && v !== null && Array.isArray((v as { allow?: unknown }).allow)) {
+      return { allow: (v as { allow: unknown[] }).allow.filter((c): c is string => typeof c === 'string') };
+    }
+  } catch {
+    /* a damaged cell must not hide the sandbox */
+  }
+  return null;
+}
+
 function toRaw(row: SandboxRow): RawSandbox {
   return {
     id: row.id,
@@ -246,7 +304,10 @@ function toRaw(row: SandboxRow): RawSandbox {
     updated_at: row.updatedAt,
     expires_at: row.expiresAt,
     memory_limit_mib: row.memoryLimitMiB,
+    cpu_limit: row.cpuLimit,
+    pids_limit: row.pidsLimit,
     per_child_netns: row.perChildNetns ? 1 : 0,
+    egress: row.egress === null ? null : JSON.stringify(row.egress),
     metadata: JSON.stringify(row.metadata),
     reason: row.reason,
   };
@@ -269,7 +330,10 @@ function fromRaw(raw: RawSandbox): SandboxRow {
     updatedAt: raw.updated_at,
     expiresAt: raw.expires_at,
     memoryLimitMiB: raw.memory_limit_mib,
+    cpuLimit: raw.cpu_limit,
+    pidsLimit: raw.pids_limit,
     perChildNetns: raw.per_child_netns === 1,
+    egress: parseEgress(raw.egress),
     metadata,
     reason: raw.reason,
   };
