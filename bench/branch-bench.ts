@@ -12,7 +12,7 @@ import type { CoreContext } from '../src/core/context.js';
 import { restoreChild, type Sandbox } from '../src/core/sandbox.js';
 import { SNAPSHOT_FILES } from '../src/core/paths.js';
 import { loadSnapshot } from '../src/core/snapshot-store.js';
-import { liveMigrateToFile } from '../src/vmm/live-migrate.js';
+import { ensureRunning, liveMigrateToFile } from '../src/vmm/live-migrate.js';
 import { openMigrationSink } from '../src/vmm/migration-sink.js';
 import type { QmpClient, QmpEvent } from '../src/vmm/qmp.js';
 
@@ -149,7 +149,7 @@ async function stopAndCopy(
       if (info.status === 'failed' || info.status === 'cancelled') throw new Error(`stop-and-copy ${info.status}`);
       await sleep(2);
     }
-    await qmp.execute('cont');
+    await ensureRunning(qmp); // the same resume as BRANCH (waits out finish-migrate)
     const bytes = await sink.done;
     for (let i = 0; i < 1000 && !events.some((e) => e.event === 'RESUME'); i++) await sleep(2);
     const stop = events.find((e) => e.event === 'STOP');

@@ -115,7 +115,8 @@ export async function liveMigrateToFile(
   }
 }
 
-async function ensureRunning(qmp: QmpClient): Promise<void> {
+/** Resume a VM whose migration ended (or failed): waits out finish-migrate, then `cont`. */
+export async function ensureRunning(qmp: QmpClient): Promise<void> {
   const end = Date.now() + 5000;
   while (Date.now() < end) {
     const s = await qmp.execute<{ running: boolean; status: string }>('query-status');
