@@ -169,7 +169,7 @@ function pct(xs: number[], p: number): number {
 
 export function branchMarkdown(r: BranchBenchResult): string {
   const lines = [
-    `- Live BRANCH: pre-copy with \`downtime-limit\` ${r.downtimeMs} ms to a Unix-socket stream, \`cont\`; then materialize (a paused QEMU loads the stream into a share=on memory.bin and saves device-only vmstate). Stop-and-copy: \`stop\`, the same migration while paused, \`cont\`.`,
+    `- Live BRANCH: pre-copy with \`downtime-limit\` ${r.downtimeMs} ms to a Unix-socket stream, then \`cont\` as soon as QEMU reports the migration complete (its MIGRATION event) and has left finish-migrate; then materialize (a paused QEMU loads the stream into a share=on memory.bin and saves device-only vmstate). Stop-and-copy: \`stop\`, the same migration while paused, \`cont\`.`,
     `- Pause = QMP STOP -> RESUME event timestamps of the source. "dirtying": a node process in the guest rewrites a 64 MiB buffer at ${r.dirtyRateMiBs} MiB/s (one byte per 4 KiB page).`,
     "- Stop-and-copy rows materialize only their first run, so their total column is that one run; live rows materialize every run. The stream column is the last run's stream: a dirtying live stream exceeds the stop-and-copy one by the pages re-sent during pre-copy. Total times include the sha256 of the new memory.bin and vary with the other engineers' QEMU load on the 2 shared cores.",
     '',

@@ -7,11 +7,12 @@
 // Each ruleset replaces its table atomically ("table; delete table; table {...}" is one
 // transaction), so applying it again is harmless.
 import { ForkdError } from '../lib/errors.js';
+import { DEFAULT_DEFAULT_EGRESS } from '../lib/config.js';
 
 export type EgressPolicy = 'allow' | 'deny' | { allow: string[] };
 
 /** When a spawn names no policy. Closed by default: open egress is a decision, not an accident. */
-export const DEFAULT_EGRESS: EgressPolicy = 'deny';
+export const DEFAULT_EGRESS: EgressPolicy = DEFAULT_DEFAULT_EGRESS;
 export const MAX_ALLOW_CIDRS = 256;
 
 /**

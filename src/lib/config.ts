@@ -55,6 +55,7 @@ export interface ControllerConfig {
 }
 
 export type DefaultEgress = 'allow' | 'deny';
+/** The daemon's default egress unless --default-egress says otherwise (host/nftables.ts uses it too). */
 export const DEFAULT_DEFAULT_EGRESS: DefaultEgress = 'deny';
 
 export interface ControllerFlags {
