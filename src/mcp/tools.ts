@@ -63,15 +63,40 @@ export function forkdTools(c: Controller): ToolDef[] {
         snapshot: TAG,
         n: z.number().int().min(1).max(100).default(1).describe('how many'),
         ttl_secs: z.number().int().min(1).max(604_800).optional().describe('stop them after this many seconds'),
+        memory_limit_mib: z.number().int().optional().describe("each sandbox's memory limit (cgroup); OOM ends it"),
+        cpu_limit: z.number().optional().describe("each sandbox's CPU quota in CPUs (0.5 = half of one)"),
+        pids_limit: z.number().int().optional().describe("each sandbox's limit on QEMU tasks"),
+        per_child_netns: z.boolean().optional().describe('give each sandbox a network (its own namespace)'),
+        egress: z
+          .union([z.enum(['allow', 'deny']), z.object({ allow: z.array(z.string()) }).strict()])
+          .optional()
+          .describe('with per_child_netns: "allow", "deny" or {"allow": ["a.b.c.d/n", ...]}; default: the daemon\'s'),
       },
       handler: async (a) => {
+        // The daemon validates every value (ranges, CIDRs) and answers 400 for a bad one.
+        const optional = [
+          'ttl_secs',
+          'memory_limit_mib',
+          'cpu_limit',
+          'pids_limit',
+          'per_child_netns',
+          'egress',
+        ] as const;
         const r = await c.sandboxes.spawn({
           snapshot_tag: a.snapshot as string,
           n: (a.n as number | undefined) ?? 1,
-          ...(a.ttl_secs !== undefined ? { ttl_secs: a.ttl_secs as number } : {}),
+          ...Object.fromEntries(optional.filter((k) => a[k] !== undefined).map((k) => [k, a[k]])),
         });
         return {
-          sandboxes: r.sandboxes.map((s) => ({ id: s.id, state: s.state, reason: s.reason })),
+          sandboxes: r.sandboxes.map((s) => ({
+            id: s.id,
+            state: s.state,
+            reason: s.reason,
+            memory_limit_mib: s.memory_limit_mib,
+            cpu_limit: s.cpu_limit,
+            pids_limit: s.pids_limit,
+            egress: s.egress,
+          })),
           warnings: r.warnings,
         };
       },

@@ -413,8 +413,26 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
         };
         const snaps = (await call('list_snapshots', {})) as { snapshots: { tag: string }[] };
         assert.ok(snaps.snapshots.some((s) => s.tag === tag));
-        const spawned = (await call('spawn_sandboxes', { snapshot: tag, n: 1 })) as { sandboxes: { id: string }[] };
+        // Limits pass through to the daemon, which validates them: a bad combination is a tool error.
+        const refused = (await client.callTool({
+          name: 'spawn_sandboxes',
+          arguments: { snapshot: tag, egress: { allow: ['10.0.0.1/8'] } },
+        })) as { isError?: boolean; content: { text: string }[] };
+        assert.equal(refused.isError, true);
+        assert.match(refused.content[0]!.text, /^invalid_argument: /);
+        const spawned = (await call('spawn_sandboxes', {
+          snapshot: tag,
+          n: 1,
+          memory_limit_mib: 1024,
+          pids_limit: 256,
+        })) as {
+          sandboxes: { id: string; memory_limit_mib: number; pids_limit: number; egress: unknown }[];
+        };
         const id = spawned.sandboxes[0]!.id;
+        assert.deepEqual(
+          [spawned.sandboxes[0]!.memory_limit_mib, spawned.sandboxes[0]!.pids_limit, spawned.sandboxes[0]!.egress],
+          [1024, 256, null],
+        );
         const ex = (await call('exec_command', { id, args: ['printf', '%s', HOSTILE] })) as {
           exit_code: number;
           stdout: string;
