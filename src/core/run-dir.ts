@@ -1,9 +1,10 @@
 // Per-sandbox run dir: run/<id>/{owner, qmp.sock, agent.sock, console.log, sandbox.json}. Mode
 // 0700 and owned by the VM user, so QEMU can create its sockets there and nobody else (but
 // root, the daemon) can reach them. `owner` names the process that made the dir (pid and start
-// time), written at once: a dir whose QEMU never started (its creator was killed first) is
+// time): the dir is assembled as run/.new-<id> and renamed into place with that file in it, so
+// no run/<id> ever lacks one. A dir whose QEMU never started (its creator was killed first) is
 // recognisably abandoned as soon as that process is gone, with no guessing from its age.
-import { chown, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isSandboxId } from '../lib/ids.js';
 import type { UserInfo } from '../host/users.js';
@@ -18,12 +19,24 @@ export interface RunRecord {
   createdAt: string;
 }
 
+/** A run dir being assembled: `run/.new-<id>` (see removeDeadRunDirs for leftovers). */
+export const PENDING_RUN_DIR_PREFIX = '.new-';
+
 export async function createRunDir(paths: DataPaths, id: string, vmUser: UserInfo | undefined): Promise<string> {
   await mkdir(paths.runRoot, { recursive: true, mode: 0o711 });
   const dir = paths.runDir(id);
-  await mkdir(dir, { mode: 0o700 });
-  await writeFile(join(dir, RUN_FILES.owner), `${await selfIdentity()}\n`, { mode: 0o600 });
-  if (vmUser) await chown(dir, vmUser.uid, vmUser.gid);
+  const pending = join(paths.runRoot, `${PENDING_RUN_DIR_PREFIX}${id}`);
+  await mkdir(pending, { mode: 0o700 });
+  try {
+    await writeFile(join(pending, RUN_FILES.owner), `${await selfIdentity()}\n`, { mode: 0o600 });
+    if (vmUser) await chown(pending, vmUser.uid, vmUser.gid);
+    // Ids are random; a same-named dir with contents makes rename fail (ENOTEMPTY), an empty
+    // one (nothing in it to lose) is replaced.
+    await rename(pending, dir);
+  } catch (err) {
+    await rm(pending, { recursive: true, force: true });
+    throw err;
+  }
   return dir;
 }
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { CoreContext } from '../../src/core/context.js';
 import { DataPaths, RUN_FILES } from '../../src/core/paths.js';
-import { createRunDir, runDirOwner } from '../../src/core/run-dir.js';
+import { createRunDir, PENDING_RUN_DIR_PREFIX, runDirOwner } from '../../src/core/run-dir.js';
 import { removeDeadRunDirs } from '../../src/core/controller/reconcile.js';
 import { newSandboxId } from '../../src/lib/ids.js';
 import { identityAlive, readProcStat, selfIdentity } from '../../src/host/proc-stat.js';
@@ -51,6 +51,7 @@ test('run dirs: abandoned ones go at once, live creators keep theirs, nameless o
     await createRunDir(paths, mine, undefined);
     await utimes(paths.runDir(mine), new Date(0), new Date(0));
     assert.equal(await runDirOwner(paths.runDir(mine)), 'alive');
+    assert.ok(!(await readdir(paths.runRoot)).some((n) => n.startsWith(PENDING_RUN_DIR_PREFIX)), 'renamed into place');
 
     // No owner file (an older forkd, or the instant between mkdir and the write): age decides.
     const namelessNew = newSandboxId();
@@ -66,9 +67,20 @@ test('run dirs: abandoned ones go at once, live creators keep theirs, nameless o
     await mkdir(paths.runDir(liveRecord));
     await writeFile(join(paths.runDir(liveRecord), RUN_FILES.record), JSON.stringify({ pid: process.pid }));
 
+    // Half-assembled dirs (a creator killed between its mkdir and the rename into place).
+    const pendingDead = `${PENDING_RUN_DIR_PREFIX}${newSandboxId()}`;
+    const pendingMine = `${PENDING_RUN_DIR_PREFIX}${newSandboxId()}`;
+    const pendingNamelessOld = `${PENDING_RUN_DIR_PREFIX}${newSandboxId()}`;
+    await mkdir(join(paths.runRoot, pendingDead));
+    await writeFile(join(paths.runRoot, pendingDead, RUN_FILES.owner), '999999999:1\n');
+    await mkdir(join(paths.runRoot, pendingMine));
+    await writeFile(join(paths.runRoot, pendingMine, RUN_FILES.owner), `${await selfIdentity()}\n`);
+    await mkdir(join(paths.runRoot, pendingNamelessOld));
+    await utimes(join(paths.runRoot, pendingNamelessOld), new Date(0), new Date(0));
+
     const removed = await removeDeadRunDirs(ctx);
-    assert.deepEqual(removed.sort(), [abandoned, namelessOld, deadRecord].sort());
-    assert.deepEqual((await readdir(paths.runRoot)).sort(), [mine, namelessNew, liveRecord].sort());
+    assert.deepEqual(removed.sort(), [abandoned, namelessOld, deadRecord, pendingDead, pendingNamelessOld].sort());
+    assert.deepEqual((await readdir(paths.runRoot)).sort(), [mine, namelessNew, liveRecord, pendingMine].sort());
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }

@@ -14,7 +14,7 @@ import { messageOf } from '../../lib/errors.js';
 import { isSandboxId } from '../../lib/ids.js';
 import type { CoreContext } from '../context.js';
 import { RUN_FILES } from '../paths.js';
-import { removeRunDir, runDirOwner } from '../run-dir.js';
+import { PENDING_RUN_DIR_PREFIX, removeRunDir, runDirOwner } from '../run-dir.js';
 import { releaseIsolation } from '../isolation.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
@@ -110,7 +110,12 @@ const RECORDLESS_GRACE_MS = 10_000;
  */
 export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
   const removed: string[] = [];
-  const names = (await readdir(ctx.paths.runRoot).catch(() => [] as string[])).filter(isSandboxId);
+  const entries = await readdir(ctx.paths.runRoot).catch(() => [] as string[]);
+  const names = entries.filter(isSandboxId);
+  // Dirs still being assembled under a temporary name (see createRunDir): never a QEMU's.
+  const pending = entries.filter(
+    (n) => n.startsWith(PENDING_RUN_DIR_PREFIX) && isSandboxId(n.slice(PENDING_RUN_DIR_PREFIX.length)),
+  );
   const users = names.length > 0 ? [...(await commandLines(`${ctx.paths.runRoot}/`)).values()] : [];
   for (const name of names) {
     const dir = ctx.paths.runDir(name);
@@ -118,11 +123,7 @@ export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
     try {
       pid = (JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as { pid?: unknown }).pid;
     } catch {
-      if (users.some((c) => c.includes(`${dir}/`))) continue;
-      const owner = await runDirOwner(dir);
-      if (owner === 'alive') continue;
-      const age = Date.now() - ((await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now());
-      if (owner === 'unknown' && age < RECORDLESS_GRACE_MS) continue;
+      if (users.some((c) => c.includes(`${dir}/`)) || !(await creatorGone(dir))) continue;
       await removeRunDir(ctx.paths, name);
       removed.push(name);
       continue;
@@ -132,7 +133,21 @@ export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
       removed.push(name);
     }
   }
+  for (const name of pending) {
+    const dir = join(ctx.paths.runRoot, name);
+    if (!(await creatorGone(dir))) continue;
+    await rm(dir, { recursive: true, force: true });
+    removed.push(name);
+  }
   return removed;
+}
+
+/** A dir without a QEMU: its creator is gone, or it names none and is older than the grace. */
+async function creatorGone(dir: string): Promise<boolean> {
+  const owner = await runDirOwner(dir);
+  if (owner !== 'unknown') return owner === 'gone';
+  const age = Date.now() - ((await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now());
+  return age >= RECORDLESS_GRACE_MS;
 }
 
 /** Builds the previous daemon left `writing`: kill their parent QEMU, drop staging dirs. */
