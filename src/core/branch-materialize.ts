@@ -68,26 +68,8 @@ export async function materializeStream(
       pid: vm.pid,
       createdAt: new Date().toISOString(),
     });
-    const loaded = vm.qmp.waitForEvent('MIGRATION', {
-      timeoutMs,
-      filter: (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
-    });
-    loaded.catch(() => undefined);
     try {
-      await vm.qmp.execute('migrate-set-capabilities', {
-        capabilities: [
-          { capability: 'x-ignore-shared', state: false },
-          { capability: 'events', state: true },
-        ],
-      });
-      await vm.qmp.execute('migrate-incoming', { uri: 'fd:3' });
-      const event = await Promise.race([
-        loaded,
-        vm.process.waitExit().then((e) => {
-          throw new ForkdError('vmm_error', `QEMU exited while loading the stream (code ${e.code})`);
-        }),
-      ]);
-      if (event.data?.status !== 'completed') throw new ForkdError('vmm_error', 'loading the BRANCH stream failed');
+      await vm.loadIncomingFd3({ ignoreShared: false, timeoutMs, what: 'loading the BRANCH stream' });
     } catch (err) {
       throw await withDiagnostics(vm.process, err, 'materialize');
     }

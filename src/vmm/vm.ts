@@ -66,32 +66,42 @@ export class Vm {
    * parent was paused when saved, so the restored VM stays paused until `cont`.
    */
   async restoreFromFd3(timeoutMs = 20_000): Promise<void> {
-    const migrated = this.qmp.waitForEvent('MIGRATION', {
-      timeoutMs,
-      filter: (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
-    });
-    migrated.catch(() => undefined);
     try {
-      // `events` makes QEMU report MIGRATION status changes, so no polling is needed.
-      await this.qmp.execute('migrate-set-capabilities', {
-        capabilities: [
-          { capability: 'x-ignore-shared', state: true },
-          { capability: 'events', state: true },
-        ],
-      });
-      await this.qmp.execute('migrate-incoming', { uri: 'fd:3' });
-      // An incoming failure can also make QEMU 7.2 exit, so race the process exit too.
-      const event = await Promise.race([
-        migrated,
-        this.process.waitExit().then((e) => {
-          throw new ForkdError('vmm_error', `QEMU exited during restore (code ${e.code}, signal ${e.signal})`);
-        }),
-      ]);
-      if (event.data?.status !== 'completed') throw new ForkdError('vmm_error', 'incoming migration failed');
+      await this.loadIncomingFd3({ ignoreShared: true, timeoutMs, what: 'restore' });
       await this.qmp.execute('cont');
     } catch (err) {
       throw await withDiagnostics(this.process, err, 'restore failed');
     }
+  }
+
+  /**
+   * Load the migration stream on fd 3 (QEMU started with `incoming`); the guest stays paused.
+   * `ignoreShared`: RAM is already in the shared memory file (a snapshot's vmstate) rather than
+   * in the stream (a BRANCH stream carries every page).
+   */
+  async loadIncomingFd3(opts: { ignoreShared: boolean; timeoutMs: number; what: string }): Promise<void> {
+    const migrated = this.qmp.waitForEvent('MIGRATION', {
+      timeoutMs: opts.timeoutMs,
+      filter: (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
+    });
+    migrated.catch(() => undefined);
+    // `events` makes QEMU report MIGRATION status changes, so no polling is needed.
+    await this.qmp.execute('migrate-set-capabilities', {
+      capabilities: [
+        { capability: 'x-ignore-shared', state: opts.ignoreShared },
+        { capability: 'events', state: true },
+      ],
+    });
+    await this.qmp.execute('migrate-incoming', { uri: 'fd:3' });
+    // An incoming failure can also make QEMU 7.2 exit, so race the process exit too.
+    const event = await Promise.race([
+      migrated,
+      this.process.waitExit().then((e) => {
+        throw new ForkdError('vmm_error', `QEMU exited during ${opts.what} (code ${e.code}, signal ${e.signal})`);
+      }),
+    ]);
+    if (event.data?.status !== 'completed')
+      throw new ForkdError('vmm_error', `incoming migration failed (${opts.what})`);
   }
 
   async pause(): Promise<void> {
