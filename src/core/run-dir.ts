@@ -48,6 +48,15 @@ export async function removeRunDir(paths: DataPaths, id: string): Promise<void> 
   await rm(paths.runDir(id), { recursive: true, force: true });
 }
 
+/** The run dir's record, if it has a readable one (its QEMU started); fields unchecked. */
+export async function readRunRecord(dir: string): Promise<Partial<RunRecord> | undefined> {
+  try {
+    return JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as Partial<RunRecord>;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Whether the process that created the run dir lives; `unknown` when the dir names none. */
 export async function runDirOwner(dir: string): Promise<'alive' | 'gone' | 'unknown'> {
   let identity: string;
@@ -71,12 +80,9 @@ export async function liveRunRecords(paths: DataPaths): Promise<RunRecord[]> {
   for (const name of names) {
     if (!isSandboxId(name)) continue;
     const dir = paths.runDir(name);
-    try {
-      const record = JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as RunRecord;
-      if (await processUsesDir(record.pid, dir)) live.push(record);
-    } catch {
-      /* no record yet, or unreadable: not counted as live */
-    }
+    // No record yet, or unreadable: not counted as live.
+    const record = await readRunRecord(dir);
+    if (typeof record?.pid === 'number' && (await processUsesDir(record.pid, dir))) live.push(record as RunRecord);
   }
   return live;
 }

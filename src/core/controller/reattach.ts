@@ -3,14 +3,13 @@
 // client once the old daemon's connections closed, and the guest agent treats a host
 // disconnect as "wait for the next host". The process is not our child any more, so its death
 // is seen by polling /proc/<pid> (Node has no pidfd) and, faster, by the QMP socket closing.
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ForkdError, messageOf } from '../../lib/errors.js';
 import { AgentClient } from '../../agent/client.js';
 import { QmpClient } from '../../vmm/qmp.js';
 import type { CoreContext } from '../context.js';
 import { RUN_FILES } from '../paths.js';
-import { removeRunDir, type RunRecord } from '../run-dir.js';
+import { readRunRecord, removeRunDir } from '../run-dir.js';
 import { releaseIsolation } from '../isolation.js';
 import type { LiveSandbox } from './live.js';
 import { processAlive, processUsesDir } from '../../host/proc-stat.js';
@@ -21,14 +20,8 @@ const WATCH_INTERVAL_MS = 500;
 /** The pid recorded in run/<id>/sandbox.json, if its process still runs from that dir. */
 export async function liveRunPid(ctx: CoreContext, id: string): Promise<number | undefined> {
   const dir = ctx.paths.runDir(id);
-  try {
-    const record = JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as Partial<RunRecord>;
-    const pid = record.pid;
-    if (typeof pid === 'number' && (await processUsesDir(pid, dir))) return pid;
-  } catch {
-    /* no record or unreadable */
-  }
-  return undefined;
+  const pid = (await readRunRecord(dir))?.pid;
+  return typeof pid === 'number' && (await processUsesDir(pid, dir)) ? pid : undefined;
 }
 
 export async function reattachSandbox(

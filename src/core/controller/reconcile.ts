@@ -13,8 +13,7 @@ import { join } from 'node:path';
 import { messageOf } from '../../lib/errors.js';
 import { isSandboxId } from '../../lib/ids.js';
 import type { CoreContext } from '../context.js';
-import { RUN_FILES } from '../paths.js';
-import { PENDING_RUN_DIR_PREFIX, removeRunDir, runDirOwner } from '../run-dir.js';
+import { PENDING_RUN_DIR_PREFIX, readRunRecord, removeRunDir, runDirOwner } from '../run-dir.js';
 import { releaseIsolation } from '../isolation.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
@@ -119,16 +118,14 @@ export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
   const users = names.length > 0 ? [...(await commandLines(`${ctx.paths.runRoot}/`)).values()] : [];
   for (const name of names) {
     const dir = ctx.paths.runDir(name);
-    let pid: unknown;
-    try {
-      pid = (JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as { pid?: unknown }).pid;
-    } catch {
+    const record = await readRunRecord(dir);
+    if (!record) {
       if (users.some((c) => c.includes(`${dir}/`)) || !(await creatorGone(dir))) continue;
       await removeRunDir(ctx.paths, name);
       removed.push(name);
       continue;
     }
-    if (typeof pid === 'number' && !(await processAlive(pid))) {
+    if (typeof record.pid === 'number' && !(await processAlive(record.pid))) {
       await removeRunDir(ctx.paths, name);
       removed.push(name);
     }
