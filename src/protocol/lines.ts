@@ -1,6 +1,7 @@
-// Splits a byte stream into newline-terminated frames without ever holding more than
-// `maxLineBytes` of one line: an oversized line is counted and skipped up to its newline,
-// so a hostile peer sending a 100 MB line costs no more memory than a legal frame.
+// Splits a byte stream into delimiter-terminated frames (0x00 after COBS in protocol 2; a
+// newline for line-based peers) without ever holding more than `maxLineBytes` of one: an
+// oversized frame is counted and skipped up to its delimiter, so a hostile peer sending a
+// 100 MB frame costs no more memory than a legal one.
 
 export interface OversizedLine {
   /** Bytes of the skipped line, newline excluded. */
@@ -20,12 +21,13 @@ export class LineSplitter {
     private readonly maxLineBytes: number,
     private readonly onLine: (line: Buffer) => void,
     private readonly onOversized: (line: OversizedLine) => void,
+    private readonly delimiter = 0,
   ) {}
 
   push(chunk: Buffer): void {
     let start = 0;
     while (start <= chunk.length) {
-      const nl = chunk.indexOf(10, start);
+      const nl = chunk.indexOf(this.delimiter, start);
       const piece = chunk.subarray(start, nl === -1 ? chunk.length : nl);
       this.take(piece);
       if (nl === -1) return;
@@ -74,8 +76,8 @@ export class LineSplitter {
     const line = parts.length === 1 ? parts[0] : Buffer.concat(parts);
     this.parts = [];
     this.partsBytes = 0;
-    // Empty lines are legal padding: the host sends one on connect to end any stale partial line.
-    if (line === undefined || line.length === 0 || (line.length === 1 && line[0] === 13)) return;
+    // Empty frames are legal padding: the host sends a delimiter on connect to end any stale partial frame.
+    if (line === undefined || line.length === 0) return;
     this.onLine(line);
   }
 }
