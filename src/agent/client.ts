@@ -73,6 +73,14 @@ export interface ExecResult {
 
 export type EvalRequest = { code: string; language?: 'js' | 'python'; timeoutMs?: number };
 
+/** An eval's outcome: the value parsed from the guest's JSON text, captured output, or the error thrown. */
+export type EvalResult = Omit<ResultOf<'eval'>, 'valueJson'> & { value: unknown };
+
+export interface WarmResult {
+  js: boolean;
+  python: ResultOf<'warm.python'> | null;
+}
+
 /** Beyond the guest's own limit: time for the kill, the drain and the reply to travel. */
 const GUEST_LIMIT_MARGIN_MS = 5000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -108,8 +116,8 @@ export class AgentClient {
     const socket = await connectUnixSocket(socketPath, signal, timeoutMs);
     const conn = new AgentConnection(socket, log, opts.maxBufferedBytes ?? DEFAULT_BUFFERED_BYTES);
     try {
-      // Ends any partial line the guest still holds from a previous host (a snapshot's parent).
-      conn.writeRaw('\n');
+      // Ends any partial frame the guest still holds from a previous host (a snapshot's parent).
+      conn.writeDelimiter();
       const hello = await conn.call(
         'hello',
         {},
@@ -143,7 +151,7 @@ export class AgentClient {
 
   /** Gives a restored child its own hostname, fresh entropy (host CSPRNG) and the host's clock. */
   identity(req: { sandboxId: string; hostname: string }, opts: RequestOptions = {}): Promise<ResultOf<'identity'>> {
-    const entropy = randomBytes(MIN_IDENTITY_ENTROPY_BYTES).toString('base64');
+    const entropy = randomBytes(MIN_IDENTITY_ENTROPY_BYTES);
     return this.conn.call('identity', { ...req, entropy, wallClockMs: Date.now() }, this.options(opts));
   }
 
@@ -163,7 +171,7 @@ export class AgentClient {
       ...(req.shell !== undefined ? { shell: req.shell } : {}),
       ...(req.env ? { env: req.env } : {}),
       ...(req.cwd ? { cwd: req.cwd } : {}),
-      ...(stdin ? { stdin: stdin.toString('base64') } : {}),
+      ...(stdin ? { stdin } : {}),
       // A background process runs until killed unless the caller set a limit.
       ...(req.background
         ? { background: true, ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}) }
@@ -194,19 +202,38 @@ export class AgentClient {
     );
   }
 
-  /** JS in the agent's persistent context, or Python in the warm worker (see src/guest/eval-js.ts). */
-  eval(req: EvalRequest, opts: RequestOptions = {}): Promise<ResultOf<'eval'>> {
+  /** JS in the JS worker's persistent context, or Python in the warm worker (src/guest/workers). */
+  async eval(req: EvalRequest, opts: RequestOptions = {}): Promise<EvalResult> {
     const timeoutMs = req.timeoutMs ?? DEFAULT_EVAL_TIMEOUT_MS;
-    return this.conn.call(
+    const { valueJson, ...rest } = await this.conn.call(
       'eval',
       { code: req.code, ...(req.language ? { language: req.language } : {}), timeoutMs },
       { timeoutMs: opts.timeoutMs ?? timeoutMs + GUEST_LIMIT_MARGIN_MS, signal: opts.signal },
     );
+    let value: unknown;
+    try {
+      value = JSON.parse(valueJson);
+    } catch {
+      throw protocolViolation('eval', `valueJson is not JSON (${valueJson.length} chars)`);
+    }
+    return { value, ...rest };
   }
 
-  /** Readies the JS context and, if asked, the Python worker with its imports (before a snapshot). */
-  warm(req: { pythonPreload?: string[] } = {}, opts: RequestOptions = {}): Promise<ResultOf<'warm'>> {
-    return this.conn.call('warm', req, { timeoutMs: opts.timeoutMs ?? DEFAULT_WARM_TIMEOUT_MS, signal: opts.signal });
+  /**
+   * Starts the eval workers the image has and, if asked, has the Python worker import modules
+   * (before a snapshot, so children inherit them warm).
+   */
+  async warm(req: { pythonPreload?: string[] } = {}, opts: RequestOptions = {}): Promise<WarmResult> {
+    const call = { timeoutMs: opts.timeoutMs ?? DEFAULT_WARM_TIMEOUT_MS, signal: opts.signal };
+    const workers = await this.conn.call('warm', req, call);
+    if (req.pythonPreload === undefined) return { js: workers.js, python: null };
+    if (!workers.python) {
+      throw new ForkdError(
+        'invalid_argument',
+        'this image has no Python: build it with --packages python3 to preload modules',
+      );
+    }
+    return { js: workers.js, python: await this.conn.call('warm.python', { pythonPreload: req.pythonPreload }, call) };
   }
 
   /** Idempotent; fails every pending request with `agent_error`. */

@@ -1,14 +1,16 @@
 // One host connection to a guest agent: request ids, the pending table, frame validation and
 // every bound that keeps a hostile guest from hurting the host process. The guest is
-// untrusted: each line is size-checked before it is buffered (LineSplitter), parsed, checked
-// field by field (parseGuestFrame, OPS[op].result), and anything wrong is logged and dropped
-// or fails only the request it names. Nothing a guest sends can throw out of here.
+// untrusted: each frame is size-checked before it is buffered (LineSplitter on the 0x00
+// delimiter), decoded (decodeWireFrame: bounds-checked binary), checked field by field
+// (parseGuestFrame, OPS[op].result), and anything wrong is logged and dropped or fails only
+// the request it names. Nothing a guest sends can throw out of here.
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
 import {
   CANCELLABLE_OPS,
-  encodeFrame,
-  isPlainObject,
+  decodeWireFrame,
+  encodeRequest,
+  encodeWireFrame,
   LineSplitter,
   MAX_CONCURRENT_REQUESTS,
   MAX_FRAME_BYTES,
@@ -98,9 +100,9 @@ export class AgentConnection {
     this.buffered -= bytes;
   }
 
-  /** Raw bytes ahead of any frame (the newline that ends a stale partial line on connect). */
-  writeRaw(text: string): void {
-    if (!this.closedError) this.socket.write(text);
+  /** One delimiter ahead of any frame: ends a partial frame the guest may hold from a previous host. */
+  writeDelimiter(): void {
+    if (!this.closedError) this.socket.write(Buffer.alloc(1));
   }
 
   call<K extends Op>(op: K, params: ParamsOf<K>, opts: CallOptions): Promise<ResultOf<K>> {
@@ -110,19 +112,19 @@ export class AgentConnection {
         new ForkdError('busy', `agent ${op}: ${MAX_CONCURRENT_REQUESTS} requests already in flight`),
       );
     }
-    let line: string;
+    const id = this.nextId++;
+    let frame: Buffer;
     try {
       OPS[op].params(params, op); // the same check the guest makes, with a host-side message
-      line = encodeFrame({ id: 0, op, ...params });
+      frame = encodeRequest(id, op, params);
     } catch (err) {
       return Promise.reject(new ForkdError('invalid_argument', `agent ${op}: ${messageOf(err)}`, { cause: err }));
     }
-    if (Buffer.byteLength(line) > MAX_FRAME_BYTES) {
+    if (frame.length - 1 > MAX_FRAME_BYTES) {
       return Promise.reject(
         new ForkdError('payload_too_large', `agent ${op}: request is over the ${MAX_FRAME_BYTES}-byte frame limit`),
       );
     }
-    const id = this.nextId++;
     const timeout = AbortSignal.timeout(Math.max(1, Math.ceil(opts.timeoutMs)));
     const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
     return new Promise<ResultOf<K>>((resolve, reject) => {
@@ -143,19 +145,24 @@ export class AgentConnection {
       this.pending.set(id, { op, onStream: opts.onStream, finish });
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
-      this.socket.write(encodeFrame({ id, op, ...params }));
+      this.socket.write(frame);
       opts
         .upload?.(id, done.signal)
         .catch((err: unknown) => this.stop(id, err instanceof Error ? err : new Error(String(err))));
     });
   }
 
-  /** Writes a frame, waiting for the socket to drain first if its buffer is full (uploads). */
-  async send(frame: object, signal: AbortSignal): Promise<void> {
+  /** Writes an upload frame (DATA chunk or END), waiting for the socket to drain first if its buffer is full. */
+  async send(
+    kind: 'data' | 'end',
+    id: number,
+    payload: Buffer | { sha256: string },
+    signal: AbortSignal,
+  ): Promise<void> {
     if (this.socket.writableNeedDrain && !this.closedError) await this.waitDrain(signal);
     signal.throwIfAborted();
     if (this.closedError) throw this.closedError;
-    this.socket.write(encodeFrame(frame));
+    this.socket.write(encodeWireFrame(kind, id, payload));
   }
 
   private waitDrain(signal: AbortSignal): Promise<void> {
@@ -199,19 +206,12 @@ export class AgentConnection {
     for (const p of [...this.pending.values()]) p.finish(err);
   }
 
-  private onLine(line: Buffer): void {
-    let value: unknown;
-    try {
-      value = JSON.parse(line.toString('utf8'));
-    } catch {
-      return this.violation(`invalid JSON line of ${line.length} bytes`, undefined);
-    }
+  private onLine(encoded: Buffer): void {
     let frame: GuestFrame;
     try {
-      frame = parseGuestFrame(value);
+      frame = parseGuestFrame(decodeWireFrame(encoded));
     } catch (err) {
-      const id = isPlainObject(value) && Number.isSafeInteger(value.id) ? (value.id as number) : undefined;
-      return this.violation(messageOf(err), id);
+      return this.violation(messageOf(err), sniffFrameId(encoded));
     }
     if (frame.id === null) {
       if ('error' in frame)
@@ -230,7 +230,7 @@ export class AgentConnection {
     if ('stream' in frame) {
       if (!p.onStream) return this.violation(`${frame.stream} data for ${p.op}, which streams nothing`, frame.id);
       try {
-        p.onStream(frame.stream, Buffer.from(frame.data, 'base64'));
+        p.onStream(frame.stream, frame.data);
       } catch (err) {
         this.stop(frame.id, err instanceof Error ? err : new Error(String(err)));
       }

@@ -82,9 +82,9 @@ export class AgentFiles {
         upload: async (id, done) => {
           for (let off = 0; off < bytes.length; off += FILE_CHUNK_BYTES) {
             if (done.aborted) return; // the guest already answered (an error) or we gave up
-            await this.conn.send({ id, data: bytes.subarray(off, off + FILE_CHUNK_BYTES).toString('base64') }, done);
+            await this.conn.send('data', id, bytes.subarray(off, off + FILE_CHUNK_BYTES), done);
           }
-          if (!done.aborted) await this.conn.send({ id, end: true, sha256 }, done);
+          if (!done.aborted) await this.conn.send('end', id, { sha256 }, done);
         },
       },
     );

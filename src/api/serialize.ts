@@ -1,6 +1,6 @@
 // Core objects -> wire shapes (snake_case, as the OpenAPI document says).
-import type { ExecResult } from '../agent/client.js';
-import type { FileEntry, ResultOf } from '../protocol/index.js';
+import type { EvalResult, ExecResult } from '../agent/client.js';
+import type { FileEntry } from '../protocol/index.js';
 import type { SnapshotView } from '../core/controller/snapshots.js';
 import type { SandboxRow } from '../core/state/store.js';
 import { netnsName } from '../host/netns.js';
@@ -64,7 +64,7 @@ export function execJson(r: ExecResult): Record<string, unknown> {
   };
 }
 
-export function evalJson(r: ResultOf<'eval'>): Record<string, unknown> {
+export function evalJson(r: EvalResult): Record<string, unknown> {
   return { value: r.value ?? null, stdout: r.stdout, stderr: r.stderr, truncated: r.truncated, error: r.error ?? null };
 }
 

@@ -18,6 +18,7 @@ import { qemuVersionString } from './host-facts.js';
 import { RUN_FILES, SNAPSHOT_FILES } from './paths.js';
 import { removeRunDir } from './run-dir.js';
 import { SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
+import { AGENT_PROTOCOL_VERSION } from '../lib/version.js';
 import { bootFromImage } from './parent-boot.js';
 
 export interface CreateSnapshotOptions {
@@ -97,10 +98,9 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
         );
       }
     }
-    if (pythonPreload.length > 0) {
-      progress(`warming python (${pythonPreload.join(', ')})`);
-      await agent.warm({ pythonPreload });
-    }
+    // Starts the eval workers the image has (Node, Python) so every child inherits them warm.
+    if (pythonPreload.length > 0) progress(`warming python (${pythonPreload.join(', ')})`);
+    await agent.warm(pythonPreload.length > 0 ? { pythonPreload } : {});
 
     progress('pausing and saving device state');
     await vm.pause();
@@ -127,6 +127,7 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
       tag,
       createdAt: new Date().toISOString(),
       forkdVersion: FORKD_VERSION,
+      agentProtocol: AGENT_PROTOCOL_VERSION,
       qemuVersion: qemuVersionString(facts.qemu),
       accel: facts.accel.accel,
       layout,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ForkdError, errnoOf } from '../lib/errors.js';
 import { sha256File } from '../lib/hash.js';
 import { isValidTag } from '../lib/tag.js';
+import { AGENT_PROTOCOL_VERSION } from '../lib/version.js';
 import type { DeviceLayout, Accel } from '../vmm/qemu-args.js';
 import type { FileDigest } from '../image/manifest.js';
 import { SNAPSHOT_FILES } from './paths.js';
@@ -16,6 +17,8 @@ export interface SnapshotMeta {
   tag: string;
   createdAt: string;
   forkdVersion: string;
+  /** The guest agent's protocol inside the snapshot (docs/PROTOCOL.md); absent = 1, the Node.js agent. */
+  agentProtocol: number;
   qemuVersion: string;
   accel: Accel;
   layout: DeviceLayout;
@@ -64,6 +67,13 @@ function validateMeta(meta: unknown, tag: string, path: string): SnapshotMeta {
   if (m.formatVersion !== SNAPSHOT_FORMAT_VERSION)
     throw bad(`has format version ${String(m.formatVersion)}, expected ${SNAPSHOT_FORMAT_VERSION}`);
   if (m.tag !== tag || !isValidTag(m.tag)) throw bad(`names tag ${JSON.stringify(m.tag)}`);
+  if (m.agentProtocol !== AGENT_PROTOCOL_VERSION) {
+    // The agent lives in the snapshot's RAM: a child would wake up speaking the old protocol.
+    throw new ForkdError(
+      'incompatible_snapshot',
+      `snapshot ${tag} holds a guest agent speaking protocol ${String(m.agentProtocol ?? 1)}${m.agentProtocol === undefined ? ' (the Node.js agent)' : ''}; this forkd speaks ${AGENT_PROTOCOL_VERSION}: re-create the snapshot (forkd snapshot create --tag ${tag}, or POST /v1/snapshots) from a rebuilt image`,
+    );
+  }
   const l = m.layout;
   if (
     !l ||

@@ -1,6 +1,8 @@
 // `forkd image build`: kernel + initramfs (+ a read-only root disk for images with Debian
 // packages) + image.json, written in a temp dir and renamed into place. Builds are cached by
-// their inputs: the same kernel, busybox, node, agent, scripts and packages give the same id.
+// their inputs: the same kernel, busybox, agent, runtimes, scripts and packages give the same
+// id. The default image is lean (busybox + the native agent): every guest instruction is paid
+// in every child under TCG, and every page of the initramfs in every snapshot's RAM.
 import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { linkOrCopy } from '../lib/fsutil.js';
 import { join } from 'node:path';
@@ -10,14 +12,15 @@ import { assertTag } from '../lib/tag.js';
 import { writeCpioGz, type CpioEntry } from './cpio.js';
 import { assertPackageNames, buildDebianTree, installGuestFiles, makeExt4 } from './debian-rootfs.js';
 import {
-  agentBundlePath,
   busyboxApplets,
   forkdGuestFiles,
   HOST_BUSYBOX,
-  nodeRuntimeFiles,
+  jsWorkerBundlePath,
+  RUNTIMES,
   type GuestFile,
+  type Runtime,
 } from './guest-files.js';
-import { buildGuestHelper, guestHelperSource } from './guest-helper.js';
+import { AGENT_CFLAGS, agentSource, buildGuestAgent, pythonWorkerSource } from './guest-helper.js';
 import { BUSYBOX, INIT_STAGE1, INIT_STAGE2, INITTAB, AGENT_RUN } from './guest-init.js';
 import { ensureKernel, type KernelInfo } from './kernel.js';
 import { IMAGE_FORMAT_VERSION, imageDir, imagesDir, readImageManifest, type ImageManifest } from './manifest.js';
@@ -26,12 +29,14 @@ import { resolveGuestModules } from './modules.js';
 export type { ImageManifest } from './manifest.js';
 
 /** Bump when the layout of what the builder produces changes, so caches are rebuilt. */
-const BUILDER_VERSION = 3;
+const BUILDER_VERSION = 4;
 
 export interface BuildImageOptions {
   dataDir: string;
   name: string;
   packages: string[];
+  /** Language runtimes beside busybox: `node` adds Node.js and the JS eval worker. Default none. */
+  runtimes?: readonly string[];
   /** Python modules the warm worker pre-imports; default: numpy when python3-numpy is installed. */
   pythonPreload?: string[];
   force?: boolean;
@@ -46,6 +51,12 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
   const name = assertTag(opts.name, 'image name');
   const packages = [...new Set(opts.packages)].sort();
   assertPackageNames(packages);
+  const runtimes = [...new Set(opts.runtimes ?? [])].sort();
+  for (const r of runtimes) {
+    if (!(RUNTIMES as readonly string[]).includes(r))
+      throw new ForkdError('invalid_argument', `unknown runtime ${JSON.stringify(r)}; known: ${RUNTIMES.join(', ')}`);
+  }
+  const runtimeList = runtimes as Runtime[];
   const pythonPreload = opts.pythonPreload ?? defaultPythonPreload(packages);
   for (const m of pythonPreload) {
     if (!/^[A-Za-z_][A-Za-z0-9_.]{0,99}$/.test(m))
@@ -53,7 +64,7 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
   }
   const progress = opts.onProgress ?? (() => undefined);
   const kernel = await ensureKernel({ dataDir: opts.dataDir, onProgress: progress });
-  const inputsHash = await hashInputs(kernel, packages, pythonPreload);
+  const inputsHash = await hashInputs(kernel, packages, pythonPreload, runtimeList);
   const id = inputsHash.slice(0, 16);
 
   if (!opts.force) {
@@ -69,10 +80,14 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
   try {
     const out = join(work, 'out');
     await mkdir(out);
-    progress('compiling the guest control helper');
-    const guestctl = join(work, 'forkd-guestctl');
-    await buildGuestHelper(guestctl);
-    const guestFiles = [...(await forkdGuestFiles({ guestctlPath: guestctl })), ...(await nodeRuntimeFiles())];
+    progress('compiling the guest agent');
+    const agentPath = join(work, 'forkd-agent');
+    await buildGuestAgent(agentPath);
+    const guestFiles = await forkdGuestFiles({
+      agentPath,
+      pythonWorkerPath: await pythonWorkerSource(),
+      runtimes: runtimeList,
+    });
     const rootDisk = packages.length > 0;
 
     if (rootDisk) {
@@ -101,7 +116,8 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
       id,
       createdAt: new Date().toISOString(),
       kernel: { release: kernel.release, packageVersion: kernel.packageVersion, sha256: kernel.sha256 },
-      nodeVersion: process.version,
+      nodeVersion: runtimeList.includes('node') ? process.version : null,
+      runtimes: runtimeList,
       packages,
       pythonPreload,
       hasPython,
@@ -173,18 +189,41 @@ async function initramfsEntries(opts: {
   return entries;
 }
 
-async function hashInputs(kernel: KernelInfo, packages: string[], pythonPreload: string[]): Promise<string> {
-  const [busybox, node, agent, helperSource] = await Promise.all([
+async function hashInputs(
+  kernel: KernelInfo,
+  packages: string[],
+  pythonPreload: string[],
+  runtimes: Runtime[],
+): Promise<string> {
+  const withNode = runtimes.includes('node');
+  const [busybox, agent, pyWorker, node, jsWorker] = await Promise.all([
     sha256File(HOST_BUSYBOX),
-    sha256File(process.execPath),
-    sha256File(agentBundlePath()).catch(() => {
-      throw new ForkdError('host_error', `guest agent bundle ${agentBundlePath()} is missing; run: npm run build`);
-    }),
-    guestHelperSource().then((p) => readFile(p)),
+    agentSource().then((p) => readFile(p)),
+    pythonWorkerSource().then((p) => readFile(p)),
+    withNode ? sha256File(process.execPath) : null,
+    withNode
+      ? sha256File(jsWorkerBundlePath()).catch(() => {
+          throw new ForkdError(
+            'host_error',
+            `JS eval worker bundle ${jsWorkerBundlePath()} is missing; run: npm run build`,
+          );
+        })
+      : null,
   ]);
   return sha256Of(
-    JSON.stringify({ BUILDER_VERSION, kernel: kernel.sha256, busybox, node, agent, packages, pythonPreload }),
-    helperSource,
+    JSON.stringify({
+      BUILDER_VERSION,
+      kernel: kernel.sha256,
+      busybox,
+      node,
+      jsWorker,
+      cflags: AGENT_CFLAGS,
+      packages,
+      pythonPreload,
+      runtimes,
+    }),
+    agent,
+    pyWorker,
     INIT_STAGE1,
     INIT_STAGE2,
     INITTAB,

@@ -1,5 +1,7 @@
-// The files forkd puts in every guest: static busybox, the host's own `node` with the shared
-// libraries it needs, the bundled agent, the guest control helper and the boot scripts.
+// The files forkd puts in a guest: static busybox, the native agent, the boot scripts, the
+// Python eval worker (a small text file, used only where the image has Python) and, for
+// images built with `--runtime node`, the host's own `node` with its shared libraries and the
+// bundled JS eval worker.
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,9 +18,13 @@ export interface GuestFile {
   source: string | Buffer;
 }
 
-/** The bundled agent, built by `npm run build` next to this module's compiled output. */
-export function agentBundlePath(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', 'guest', 'forkd-agent.mjs');
+/** Language runtimes an image may carry beside busybox and the agent. */
+export const RUNTIMES = ['node'] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
+/** The bundled JS eval worker, built by `npm run build` next to this module's compiled output. */
+export function jsWorkerBundlePath(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', 'guest', 'js-worker.mjs');
 }
 
 /** Parse `ldd` output into absolute library paths (the loader included). */
@@ -44,19 +50,27 @@ export async function nodeRuntimeFiles(nodePath = process.execPath): Promise<Gue
   ];
 }
 
-export async function forkdGuestFiles(opts: { guestctlPath: string }): Promise<GuestFile[]> {
-  const agent = agentBundlePath();
-  await readFile(agent).catch(() => {
-    throw new ForkdError('host_error', `guest agent bundle ${agent} is missing; run: npm run build`);
-  });
-  return [
+export async function forkdGuestFiles(opts: {
+  agentPath: string;
+  pythonWorkerPath: string;
+  runtimes: readonly Runtime[];
+}): Promise<GuestFile[]> {
+  const files: GuestFile[] = [
     { guestPath: `${FORKD_LIB}/busybox`, mode: 0o755, source: HOST_BUSYBOX },
-    { guestPath: `${FORKD_LIB}/forkd-agent.mjs`, mode: 0o644, source: agent },
-    { guestPath: `${FORKD_LIB}/forkd-guestctl`, mode: 0o755, source: opts.guestctlPath },
+    { guestPath: `${FORKD_LIB}/forkd-agent`, mode: 0o755, source: opts.agentPath },
+    { guestPath: `${FORKD_LIB}/py-worker.py`, mode: 0o644, source: opts.pythonWorkerPath },
     { guestPath: `${FORKD_LIB}/init2`, mode: 0o755, source: Buffer.from(INIT_STAGE2) },
     { guestPath: `${FORKD_LIB}/agent-run`, mode: 0o755, source: Buffer.from(AGENT_RUN) },
     { guestPath: '/etc/inittab', mode: 0o644, source: Buffer.from(INITTAB) },
   ];
+  if (opts.runtimes.includes('node')) {
+    const worker = jsWorkerBundlePath();
+    await readFile(worker).catch(() => {
+      throw new ForkdError('host_error', `JS eval worker bundle ${worker} is missing; run: npm run build`);
+    });
+    files.push({ guestPath: `${FORKD_LIB}/js-worker.mjs`, mode: 0o644, source: worker }, ...(await nodeRuntimeFiles()));
+  }
+  return files;
 }
 
 /** Busybox applet names, to create /bin/<applet> symlinks in the initramfs. */

@@ -1,18 +1,17 @@
-// Builds forkd-guestctl, the static C helper the guest agent runs for what Node cannot do
-// (entropy ioctls, clock_settime). Static so it needs nothing from the guest's libc.
+// Builds the native guest agent (src/guest/native/forkd-agent.c) and finds the guest-side
+// sources an image carries (the Python eval worker). Static, so the agent needs nothing from
+// the guest's libc: the same binary runs in the busybox initramfs and on a Debian root disk.
 import { execFile } from 'node:child_process';
 import { access } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ForkdError } from '../lib/errors.js';
+import { FORKD_VERSION } from '../lib/version.js';
 
-/** The C source: in the checkout at src/guest/native, found from src/image or dist/src/image. */
-export async function guestHelperSource(): Promise<string> {
+/** A file of src/guest, in the checkout (from src/image) or next to the package (from dist/src/image). */
+export async function guestSource(relative: string): Promise<string> {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [
-    join(here, '..', 'guest', 'native', 'forkd-guestctl.c'),
-    join(here, '..', '..', '..', 'src', 'guest', 'native', 'forkd-guestctl.c'),
-  ];
+  const candidates = [join(here, '..', 'guest', relative), join(here, '..', '..', '..', 'src', 'guest', relative)];
   for (const path of candidates) {
     if (
       await access(path).then(
@@ -24,17 +23,28 @@ export async function guestHelperSource(): Promise<string> {
   }
   throw new ForkdError(
     'host_error',
-    `forkd-guestctl.c not found (looked in ${candidates.join(', ')}); is the package complete?`,
+    `${relative} not found (looked in ${candidates.join(', ')}); is the package complete?`,
   );
 }
 
-export async function buildGuestHelper(
-  outPath: string,
-  opts: { sourcePath?: string; cc?: string } = {},
-): Promise<void> {
-  const source = opts.sourcePath ?? (await guestHelperSource());
+export const agentSource = (): Promise<string> => guestSource('native/forkd-agent.c');
+export const pythonWorkerSource = (): Promise<string> => guestSource('workers/py-worker.py');
+
+/** The compiler flags of the agent; part of the image id. */
+export const AGENT_CFLAGS = [
+  '-static',
+  '-Os',
+  '-Wall',
+  '-Wextra',
+  '-Werror',
+  '-s',
+  `-DFORKD_VERSION="${FORKD_VERSION}"`,
+];
+
+export async function buildGuestAgent(outPath: string, opts: { sourcePath?: string; cc?: string } = {}): Promise<void> {
+  const source = opts.sourcePath ?? (await agentSource());
   const cc = opts.cc ?? 'gcc';
-  const args = ['-static', '-Os', '-Wall', '-Wextra', '-Werror', '-s', '-o', outPath, source];
+  const args = [...AGENT_CFLAGS, '-o', outPath, source];
   await new Promise<void>((resolve, reject) => {
     execFile(cc, args, { timeout: 120_000, maxBuffer: 4 * 1024 * 1024 }, (err, _stdout, stderr) => {
       if (!err) return resolve();
@@ -43,7 +53,7 @@ export async function buildGuestHelper(
       reject(
         new ForkdError(
           'host_error',
-          `building forkd-guestctl with ${cc} failed${hint}: ${err.message.split('\n')[0]}${tail ? `\n${tail}` : ''}`,
+          `building forkd-agent with ${cc} failed${hint}: ${err.message.split('\n')[0]}${tail ? `\n${tail}` : ''}`,
           { cause: err, details: { source, outPath } },
         ),
       );

@@ -68,10 +68,9 @@ export const INITTAB = `# forkd: busybox init runs the agent and restarts it if 
 `;
 
 export const AGENT_RUN = `#!${BUSYBOX} sh
-# The guest agent on the virtio-serial port org.forkd.agent.
-# Several threadpool threads: reads and writes on the port block while the host is away.
-export UV_THREADPOOL_SIZE=16 HOME=/root PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export FORKD_GUESTCTL=${FORKD_LIB}/forkd-guestctl
+# The native guest agent on the virtio-serial port org.forkd.agent (docs/PROTOCOL.md). It
+# starts the eval workers (Node, Python) itself, only where the image has those runtimes.
+export HOME=/root PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 cd /root
-exec /usr/bin/node --no-memory-reducer --single-threaded-gc ${FORKD_LIB}/forkd-agent.mjs </dev/null >/dev/console 2>&1
+exec ${FORKD_LIB}/forkd-agent </dev/null >/dev/console 2>&1
 `;

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { ForkdError, errnoOf } from '../lib/errors.js';
 import { assertTag } from '../lib/tag.js';
 
-export const IMAGE_FORMAT_VERSION = 1;
+/** 2: the native agent; `runtimes` (node optional). Images of format 1 carry the Node agent and are refused. */
+export const IMAGE_FORMAT_VERSION = 2;
 
 export interface FileDigest {
   sha256: string;
@@ -19,7 +20,9 @@ export interface ImageManifest {
   id: string;
   createdAt: string;
   kernel: { release: string; packageVersion: string; sha256: string };
-  nodeVersion: string;
+  /** The Node.js in the image (the host's, copied), or null without the `node` runtime. */
+  nodeVersion: string | null;
+  runtimes: string[];
   packages: string[];
   /** Python modules the agent pre-imports in its warm worker (e.g. numpy). */
   pythonPreload: string[];

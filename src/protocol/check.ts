@@ -127,6 +127,19 @@ export function base64(opts: { maxBytes: number; minBytes?: number }): Check<str
   };
 }
 
+/** Binary bytes (protocol 2 carries them raw); copied so the caller owns them. */
+export function bytes(opts: { maxBytes: number; minBytes?: number }): Check<Buffer> {
+  return (value, path) => {
+    if (!(value instanceof Uint8Array)) fail(path, 'bytes', value);
+    if (value.length > opts.maxBytes)
+      throw new ProtocolError(`${path}: ${value.length} bytes is over the ${opts.maxBytes} limit`);
+    if (opts.minBytes !== undefined && value.length < opts.minBytes) {
+      throw new ProtocolError(`${path}: ${value.length} bytes is under the ${opts.minBytes} minimum`);
+    }
+    return Buffer.from(value);
+  };
+}
+
 /** A check that accepts the first alternative that passes (error of the last one otherwise). */
 export function oneOf<A, B>(a: Check<A>, b: Check<B>): Check<A | B> {
   return (value, path) => {

@@ -1,14 +1,15 @@
-// Frame envelopes. One JSON object per line, every one carrying the request `id`.
+// Frame envelopes of protocol 2 (docs/PROTOCOL.md): wire.ts decodes the bytes, this file
+// checks what a decoded frame means. Every frame carries the request `id`.
 //
-// host -> guest   {"id":7,"op":"exec","argv":["ls"]}          a request (params beside op)
-//                 {"id":9,"data":"<base64>"}                   upload chunk of files.write 9
-//                 {"id":9,"end":true,"sha256":"<hex>"}         upload complete
-// guest -> host   {"id":7,"stream":"stdout","data":"<base64>"} output / file chunk of request 7
-//                 {"id":7,"ok":true,"result":{...}}            final reply
-//                 {"id":7,"ok":false,"error":{"code":"timeout","message":"..."}}
-//                 {"id":null,"ok":false,"error":{...}}         a line the guest could not parse
-import { base64, int, isPlainObject, literal, ProtocolError, str } from './check.js';
+// host -> guest   REQUEST {op:"exec", argv:["ls"]}     a request (params beside op)
+//                 DATA <bytes>                          upload chunk of a files.write
+//                 END {sha256}                          upload complete
+// guest -> host   STDOUT | STDERR | FILEDATA <bytes>    output / file chunk of a request
+//                 OK {...result}                        final reply
+//                 ERROR {code, message}                 final reply; id 0 = no request
+import { literal, ProtocolError, str } from './check.js';
 import { FILE_CHUNK_BYTES, MAX_ERROR_MESSAGE_CHARS } from './limits.js';
+import { encodeWireFrame, type DecodedFrame, type WireRecord } from './wire.js';
 
 export type StreamKind = 'stdout' | 'stderr' | 'data';
 
@@ -36,67 +37,80 @@ export interface WireError {
 }
 
 export type GuestFrame =
-  | { id: number; stream: StreamKind; data: string }
-  | { id: number; ok: true; result: unknown }
+  | { id: number; stream: StreamKind; data: Buffer }
+  | { id: number; ok: true; result: WireRecord }
   | { id: number | null; ok: false; error: WireError };
 
 export type HostFrame =
-  | { kind: 'request'; id: number; op: string; params: Record<string, unknown> }
-  | { kind: 'data'; id: number; data: string }
+  | { kind: 'request'; id: number; op: string; params: WireRecord }
+  | { kind: 'data'; id: number; data: Buffer }
   | { kind: 'end'; id: number; sha256: string };
 
-const id = int({ min: 0 });
-const streamKind = literal<StreamKind>('stdout', 'stderr', 'data');
-const chunk = base64({ maxBytes: FILE_CHUNK_BYTES });
 const errorCode = literal<GuestErrorCode>(...GUEST_ERROR_CODES);
 const message = str({ max: MAX_ERROR_MESSAGE_CHARS });
 const sha256 = str({ pattern: /^[0-9a-f]{64}$/ });
+const opName = str({ min: 1, max: 64 });
 
-/** Validates a parsed line from the guest. Throws ProtocolError; never trusts a field unchecked. */
-export function parseGuestFrame(value: unknown): GuestFrame {
-  if (!isPlainObject(value)) throw new ProtocolError('frame: expected an object');
-  if ('stream' in value) {
-    return {
-      id: id(value.id, 'frame.id'),
-      stream: streamKind(value.stream, 'frame.stream'),
-      data: chunk(value.data, 'frame.data'),
-    };
+function chunk(data: Buffer, path: string): Buffer {
+  if (data.length > FILE_CHUNK_BYTES) {
+    throw new ProtocolError(`${path}: ${data.length} bytes is over the ${FILE_CHUNK_BYTES}-byte chunk limit`);
   }
-  if (value.ok === true) {
-    if (!Object.hasOwn(value, 'result')) throw new ProtocolError('frame.result: missing');
-    return { id: id(value.id, 'frame.id'), ok: true, result: value.result };
-  }
-  if (value.ok === false) {
-    const err = value.error;
-    if (!isPlainObject(err)) throw new ProtocolError('frame.error: expected an object');
-    return {
-      id: value.id === null ? null : id(value.id, 'frame.id'),
-      ok: false,
-      error: { code: errorCode(err.code, 'frame.error.code'), message: message(err.message, 'frame.error.message') },
-    };
-  }
-  throw new ProtocolError('frame: expected `stream` or `ok`');
+  return data;
 }
 
-/** Validates a parsed line from the host (guest side). Params are checked per op later. */
-export function parseHostFrame(value: unknown): HostFrame {
-  if (!isPlainObject(value)) throw new ProtocolError('frame: expected an object');
-  const frameId = id(value.id, 'frame.id');
-  if ('op' in value) {
-    const { id: _id, op, ...params } = value;
-    return { kind: 'request', id: frameId, op: str({ min: 1, max: 64 })(op, 'frame.op'), params };
+function requireId(id: number, path: string): number {
+  if (id === 0) throw new ProtocolError(`${path}: id 0 names no request`);
+  return id;
+}
+
+/** Checks a decoded frame from the guest. Throws ProtocolError; never trusts a field unchecked. */
+export function parseGuestFrame(frame: DecodedFrame): GuestFrame {
+  const { kind, id, payload } = frame;
+  switch (kind) {
+    case 'stdout':
+    case 'stderr':
+    case 'filedata':
+      return {
+        id: requireId(id, 'frame.id'),
+        stream: kind === 'filedata' ? 'data' : kind,
+        data: chunk(payload as Buffer, `frame.${kind}`),
+      };
+    case 'ok':
+      return { id: requireId(id, 'frame.id'), ok: true, result: payload as WireRecord };
+    case 'error': {
+      const err = payload as WireRecord;
+      return {
+        id: id === 0 ? null : id,
+        ok: false,
+        error: { code: errorCode(err.code, 'frame.error.code'), message: message(err.message, 'frame.error.message') },
+      };
+    }
+    default:
+      throw new ProtocolError(`frame: kind ${kind} is not one the guest sends`);
   }
-  if ('data' in value) return { kind: 'data', id: frameId, data: chunk(value.data, 'frame.data') };
-  if (value.end === true) return { kind: 'end', id: frameId, sha256: sha256(value.sha256, 'frame.sha256') };
-  throw new ProtocolError('frame: expected `op`, `data` or `end`');
 }
 
-/** The id of a frame too large to parse, read from its first bytes (`{"id":123,`), if there. */
-export function sniffFrameId(head: Buffer): number | undefined {
-  const match = /^\s*\{"id":(\d{1,15})[,}]/.exec(head.toString('latin1'));
-  return match?.[1] === undefined ? undefined : Number(match[1]);
+/** Checks a decoded frame from the host (guest side: the eval workers). Params are checked per op later. */
+export function parseHostFrame(frame: DecodedFrame): HostFrame {
+  const { kind, id, payload } = frame;
+  switch (kind) {
+    case 'request': {
+      const { op, ...params } = payload as WireRecord;
+      return { kind: 'request', id, op: opName(op, 'frame.op'), params };
+    }
+    case 'data':
+      return { kind: 'data', id: requireId(id, 'frame.id'), data: chunk(payload as Buffer, 'frame.data') };
+    case 'end':
+      return {
+        kind: 'end',
+        id: requireId(id, 'frame.id'),
+        sha256: sha256((payload as WireRecord).sha256, 'frame.sha256'),
+      };
+    default:
+      throw new ProtocolError(`frame: kind ${kind} is not one the host sends`);
+  }
 }
 
-export function encodeFrame(frame: object): string {
-  return `${JSON.stringify(frame)}\n`;
+export function encodeRequest(id: number, op: string, params: object): Buffer {
+  return encodeWireFrame('request', id, { op, ...params });
 }

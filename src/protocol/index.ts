@@ -6,4 +6,5 @@ export * from './frames.js';
 export * from './limits.js';
 export * from './lines.js';
 export * from './ops.js';
+export * from './wire.js';
 export { FORKD_VERSION } from '../lib/version.js';

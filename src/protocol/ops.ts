@@ -3,10 +3,9 @@
 // the agent); the host checks results (the guest is not trusted at all).
 import {
   arrayOf,
-  base64,
   bool,
+  bytes,
   int,
-  json,
   literal,
   nullable,
   num,
@@ -19,6 +18,7 @@ import {
 } from './check.js';
 import {
   MAX_EVAL_CODE_BYTES,
+  MAX_EVAL_VALUE_BYTES,
   MAX_EXEC_STDIN_BYTES,
   MAX_EXEC_TIMEOUT_MS,
   MAX_FILE_BYTES,
@@ -78,7 +78,7 @@ export const OPS = {
     params: object({
       sandboxId,
       hostname,
-      entropy: base64({ minBytes: MIN_IDENTITY_ENTROPY_BYTES, maxBytes: MAX_IDENTITY_ENTROPY_BYTES }),
+      entropy: bytes({ minBytes: MIN_IDENTITY_ENTROPY_BYTES, maxBytes: MAX_IDENTITY_ENTROPY_BYTES }),
       wallClockMs: int({ min: 0 }),
     }),
     /** clockStepMs: how far the guest clock moved when set (guest before minus host). */
@@ -90,7 +90,7 @@ export const OPS = {
       shell: optional(str({ max: 256 * 1024 })),
       env: optional(record(str({ max: 128 * 1024 }), 4096)),
       cwd: optional(path),
-      stdin: optional(base64({ maxBytes: MAX_EXEC_STDIN_BYTES })),
+      stdin: optional(bytes({ maxBytes: MAX_EXEC_STDIN_BYTES })),
       timeoutMs: optional(timeoutMs),
       background: optional(bool),
     }),
@@ -106,20 +106,24 @@ export const OPS = {
       language: optional(literal('js', 'python')),
       timeoutMs: optional(timeoutMs),
     }),
+    /** The value as JSON text: the agent forwards it from the worker without parsing it. */
     result: object({
-      value: json,
+      valueJson: str({ max: MAX_EVAL_VALUE_BYTES }),
       stdout: str(),
       stderr: str(),
       truncated: bool,
       error: optional(evalError),
     }),
   },
+  /** Starts the eval workers the image has (before a snapshot): which ones run now. */
   warm: {
-    params: object({ pythonPreload: optional(arrayOf(moduleName, 64)) }),
-    result: object({
-      js: bool,
-      python: nullable(object({ version: str({ max: 256 }), modules: arrayOf(moduleName, 64) })),
-    }),
+    params: object({ js: optional(bool), pythonPreload: optional(arrayOf(moduleName, 64)) }),
+    result: object({ js: bool, python: bool }),
+  },
+  /** Forwarded to the Python worker: imports the modules so the snapshot holds them. */
+  'warm.python': {
+    params: object({ pythonPreload: arrayOf(moduleName, 64) }),
+    result: object({ version: str({ max: 256 }), modules: arrayOf(moduleName, 64) }),
   },
   'files.read': { params: object({ path }), result: object({ size: int({ min: 0, max: MAX_FILE_BYTES }), sha256 }) },
   'files.write': {

@@ -335,3 +335,17 @@ export function decodeWireFrame(encoded: Uint8Array): DecodedFrame {
   if (!r.done) throw new ProtocolError(`frame: ${body.length - r.at} bytes after the record`);
   return { kind, id: header.id, payload };
 }
+
+/** The id of a frame too large to decode, from its first (COBS-encoded) bytes, if they hold a header. */
+export function sniffFrameId(head: Uint8Array): number | undefined {
+  const out: number[] = [];
+  let r = 0;
+  while (r < head.length && out.length < HEADER_BYTES) {
+    const code = head[r++] as number;
+    if (code === 0) return undefined;
+    for (let i = 1; i < code && r < head.length; i++) out.push(head[r++] as number);
+    if (code !== 0xff && out.length < HEADER_BYTES && r < head.length) out.push(0);
+  }
+  const header = peekHeader(Buffer.from(out.slice(0, HEADER_BYTES)));
+  return header && header.id > 0 ? header.id : undefined;
+}

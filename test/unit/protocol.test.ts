@@ -3,6 +3,10 @@ import { describe, it } from 'node:test';
 import {
   arrayOf,
   base64,
+  cobsEncode,
+  decodeWireFrame,
+  encodeWireFrame,
+  FILE_CHUNK_BYTES,
   int,
   LineSplitter,
   MAX_FRAME_BYTES,
@@ -51,8 +55,17 @@ void describe('validators', () => {
   void it('validates op params and results', () => {
     assert.throws(() => OPS['files.read'].params({ path: 'relative' }, 'files.read'), /path: does not match/);
     assert.throws(
-      () => OPS.identity.params({ sandboxId: 'a', hostname: 'bad_host', entropy: '', wallClockMs: 1 }, 'identity'),
+      () =>
+        OPS.identity.params(
+          { sandboxId: 'a', hostname: 'bad_host', entropy: Buffer.alloc(64), wallClockMs: 1 },
+          'identity',
+        ),
       /hostname/,
+    );
+    assert.throws(
+      () =>
+        OPS.identity.params({ sandboxId: 'a', hostname: 'h', entropy: Buffer.alloc(63), wallClockMs: 1 }, 'identity'),
+      /under the 64 minimum/,
     );
     assert.deepEqual(OPS.exec.result({ pid: 42 }, 'r'), { pid: 42 });
     const done = { exitCode: 0, signal: null, timedOut: false, truncated: false, durationMs: 3 };
@@ -68,47 +81,91 @@ void describe('validators', () => {
   });
 });
 
-void describe('frames', () => {
-  void it('parses each guest frame kind and rejects the rest', () => {
-    assert.deepEqual(parseGuestFrame({ id: 1, stream: 'stdout', data: 'YQ==' }), {
-      id: 1,
-      stream: 'stdout',
-      data: 'YQ==',
-    });
-    assert.deepEqual(parseGuestFrame({ id: 2, ok: true, result: { a: 1 } }), { id: 2, ok: true, result: { a: 1 } });
-    assert.deepEqual(parseGuestFrame({ id: null, ok: false, error: { code: 'busy', message: 'm' } }), {
+void describe('wire codec', () => {
+  const roundTrip = (kind: Parameters<typeof encodeWireFrame>[0], id: number, payload: Buffer | object) => {
+    const frame = encodeWireFrame(kind, id, payload);
+    assert.equal(frame.indexOf(0), frame.length - 1, 'only the delimiter is 0x00');
+    return decodeWireFrame(frame.subarray(0, -1));
+  };
+
+  void it('round-trips every value type, raw payloads and COBS edge cases', () => {
+    const rec = {
+      n: null,
+      t: true,
+      f: false,
+      i: -(2 ** 53 - 1),
+      x: 1.5,
+      s: 'héllo\u0000',
+      b: Buffer.from([0, 1, 0, 255]),
+      l: ['a', 1, [2]],
+      r: { a: { b: 1 } },
+    };
+    const out = roundTrip('request', 2 ** 53 - 1, rec);
+    assert.equal(out.kind, 'request');
+    assert.equal(out.id, 2 ** 53 - 1);
+    assert.deepEqual(
+      { ...(out.payload as object) },
+      { ...rec, r: Object.assign(Object.create(null), { a: Object.assign(Object.create(null), { b: 1 }) }) },
+    );
+    for (const size of [0, 1, 253, 254, 255, 508, 70_000]) {
+      const raw = Buffer.alloc(size, size % 3 === 0 ? 0 : 7);
+      const got = roundTrip('stdout', 5, raw);
+      assert.ok((got.payload as Buffer).equals(raw), `raw payload of ${size} bytes`);
+    }
+  });
+
+  void it('refuses hostile bodies with a ProtocolError, never reading out of bounds', () => {
+    const body = (...bytes: number[]) => cobsEncode(Buffer.from(bytes)).subarray(0, -1);
+    const header = [0x20, 1, 0, 0, 0, 0, 0, 0, 0];
+    assert.throws(() => decodeWireFrame(body(0x20, 1)), /shorter than its 9-byte header/);
+    assert.throws(() => decodeWireFrame(body(0x77, ...header.slice(1), 0, 0)), /unknown kind/);
+    // A list claiming 4 billion items in a 20-byte frame.
+    assert.throws(() => decodeWireFrame(body(...header, 1, 0, 1, 0x6c, 7, 0xff, 0xff, 0xff, 0xff)), /items/);
+    // A string longer than the frame.
+    assert.throws(() => decodeWireFrame(body(...header, 1, 0, 1, 0x73, 5, 0xff, 0, 0, 0, 0x61)), /left in the frame/);
+    assert.throws(() => decodeWireFrame(body(...header, 2, 0, 1, 0x61, 0, 1, 0x61, 0)), /duplicate key/);
+    assert.throws(() => decodeWireFrame(body(...header, 1, 0, 1, 0x61, 0x42)), /unknown value type/);
+    assert.throws(() => decodeWireFrame(body(...header, 0, 0, 9)), /after the record/);
+    const big = Buffer.alloc(8);
+    big.writeBigInt64LE(2n ** 60n);
+    assert.throws(() => decodeWireFrame(body(...header, 1, 0, 1, 0x61, 3, ...big)), /beyond 2\^53/);
+    // Nesting deeper than MAX_VALUE_DEPTH.
+    assert.throws(() => encodeWireFrame('ok', 1, { a: [[[[1]]]] }), /nested deeper/);
+    assert.throws(() => decodeWireFrame(Buffer.from([3, 1, 0])), /0x00 inside/);
+    assert.throws(() => decodeWireFrame(Buffer.from([9, 1, 2])), /truncated COBS block/);
+  });
+
+  void it('checks what a decoded frame means', () => {
+    const guest = (kind: Parameters<typeof encodeWireFrame>[0], id: number, payload: Buffer | object) =>
+      parseGuestFrame(decodeWireFrame(encodeWireFrame(kind, id, payload).subarray(0, -1)));
+    assert.deepEqual(guest('stdout', 1, Buffer.from('a')), { id: 1, stream: 'stdout', data: Buffer.from('a') });
+    assert.deepEqual(guest('filedata', 1, Buffer.from('a')).id, 1);
+    assert.equal((guest('filedata', 1, Buffer.from('a')) as { stream: string }).stream, 'data');
+    assert.deepEqual({ ...(guest('ok', 2, { a: 1 }) as { result: object }).result }, { a: 1 });
+    assert.deepEqual(guest('error', 0, { code: 'busy', message: 'm' }), {
       id: null,
       ok: false,
       error: { code: 'busy', message: 'm' },
     });
-    assert.throws(
-      () => parseGuestFrame({ id: 1, ok: false, error: { code: 'unauthorized', message: 'm' } }),
-      /error\.code/,
+    assert.throws(() => guest('error', 1, { code: 'unauthorized', message: 'm' }), /error\.code/);
+    assert.throws(() => guest('ok', 0, {}), /id 0/);
+    assert.throws(() => guest('request', 1, { op: 'x' }), /not one the guest sends/);
+    assert.throws(() => guest('stdout', 1, Buffer.alloc(FILE_CHUNK_BYTES + 1)), /chunk limit/);
+    const host = (kind: Parameters<typeof encodeWireFrame>[0], id: number, payload: Buffer | object) =>
+      parseHostFrame(decodeWireFrame(encodeWireFrame(kind, id, payload).subarray(0, -1)));
+    const req = host('request', 3, { op: 'exec', argv: ['ls'] });
+    assert.deepEqual(
+      { ...req, params: { ...(req as { params: object }).params } },
+      { kind: 'request', id: 3, op: 'exec', params: { argv: ['ls'] } },
     );
-    assert.throws(() => parseGuestFrame({ id: 1, ok: true }), /result: missing/);
-    assert.throws(() => parseGuestFrame({ id: -1, ok: true, result: 1 }), /frame\.id/);
-    assert.throws(() => parseGuestFrame({ id: '1', ok: true, result: 1 }), /frame\.id/);
-    assert.throws(() => parseGuestFrame({ id: 1, stream: 'stdin', data: '' }), /frame\.stream/);
-    assert.throws(() => parseGuestFrame({ id: 1, stream: 'stdout', data: 'x' }), /base64/);
-    assert.throws(() => parseGuestFrame({ id: 1 }), /expected `stream` or `ok`/);
-    assert.throws(() => parseGuestFrame('x'), /expected an object/);
+    assert.deepEqual(host('data', 3, Buffer.alloc(0)), { kind: 'data', id: 3, data: Buffer.alloc(0) });
+    assert.throws(() => host('end', 3, { sha256: 'nothex' }), /sha256/);
+    assert.throws(() => host('ok', 3, {}), /not one the host sends/);
   });
 
-  void it('parses host frames: requests keep params beside op', () => {
-    assert.deepEqual(parseHostFrame({ id: 3, op: 'exec', argv: ['ls'] }), {
-      kind: 'request',
-      id: 3,
-      op: 'exec',
-      params: { argv: ['ls'] },
-    });
-    assert.deepEqual(parseHostFrame({ id: 3, data: '' }), { kind: 'data', id: 3, data: '' });
-    assert.throws(() => parseHostFrame({ id: 3, end: true, sha256: 'nothex' }), /sha256/);
-    assert.throws(() => parseHostFrame({ id: 3 }), /expected `op`, `data` or `end`/);
-  });
-
-  void it('sniffs the id of a frame too large to parse', () => {
-    assert.equal(sniffFrameId(Buffer.from('{"id":1234,"ok":true,"result":"xxxx')), 1234);
-    assert.equal(sniffFrameId(Buffer.from('{"ok":true,"id":1}')), undefined);
+  void it('sniffs the id of a frame too large to decode', () => {
+    const frame = encodeWireFrame('ok', 1234, { s: 'x'.repeat(1000) });
+    assert.equal(sniffFrameId(frame.subarray(0, 64)), 1234);
     assert.equal(sniffFrameId(Buffer.from('garbage')), undefined);
   });
 });
@@ -125,34 +182,35 @@ void describe('LineSplitter', () => {
     return { s, lines, big };
   };
 
-  void it('joins lines split across chunks and skips empty ones', () => {
+  void it('joins frames split across chunks and skips empty ones', () => {
     const { s, lines } = collect(100);
     s.push(Buffer.from('ab'));
-    s.push(Buffer.from('c\n\n\r\nde'));
-    s.push(Buffer.from('f\ngh'));
+    s.push(Buffer.from('c\0\0de'));
+    s.push(Buffer.from('f\0gh'));
     assert.deepEqual(lines, ['abc', 'def']);
     assert.equal(s.bufferedBytes, 2);
     s.reset();
-    s.push(Buffer.from('i\n'));
+    s.push(Buffer.from('i\0'));
     assert.deepEqual(lines, ['abc', 'def', 'i']);
   });
 
-  void it('skips an oversized line without buffering it, then carries on', () => {
+  void it('skips an oversized frame without buffering it, then carries on', () => {
     const { s, lines, big } = collect(10);
-    s.push(Buffer.from('{"id":7,"x'));
+    const head = encodeWireFrame('ok', 7, { x: 'y' }).subarray(0, 10);
+    s.push(head);
     s.push(Buffer.from('y'.repeat(1000)));
     assert.ok(s.bufferedBytes <= 10);
-    s.push(Buffer.from('zz\nok\n'));
+    s.push(Buffer.from('zz\0ok\0'));
     assert.deepEqual(lines, ['ok']);
     assert.equal(big.length, 1);
     assert.equal(big[0]?.bytes, 10 + 1000 + 2);
     assert.equal(sniffFrameId(big[0]?.head ?? Buffer.alloc(0)), 7);
   });
 
-  void it('accepts a line of exactly the limit', () => {
+  void it('accepts a frame of exactly the limit', () => {
     const { s, lines, big } = collect(MAX_FRAME_BYTES);
     s.push(Buffer.alloc(MAX_FRAME_BYTES, 97));
-    s.push(Buffer.from('\n'));
+    s.push(Buffer.alloc(1));
     assert.equal(lines[0]?.length, MAX_FRAME_BYTES);
     assert.equal(big.length, 0);
   });

@@ -10,9 +10,9 @@ import { EXIT_OK, type Command } from '../command.js';
 
 export const imageCommand: Command = {
   name: 'image',
-  summary: 'Build a guest image: forkd image build [--name default] [--packages python3-numpy,...]',
+  summary: 'Build a guest image: forkd image build [--name default] [--runtime node] [--packages python3-numpy,...]',
   usage:
-    'image build [--name NAME] [--packages PKG,...] [--python-preload MOD,...] [--force] [--data-dir DIR] [--json]',
+    'image build [--name NAME] [--runtime node] [--packages PKG,...] [--python-preload MOD,...] [--force] [--data-dir DIR] [--json]',
   async run(argv, ctx) {
     const [sub, ...rest] = argv;
     if (sub !== 'build')
@@ -27,6 +27,7 @@ export const imageCommand: Command = {
       options: {
         name: { type: 'string', default: 'default' },
         packages: { type: 'string', multiple: true },
+        runtime: { type: 'string', multiple: true },
         'python-preload': { type: 'string', multiple: true },
         force: { type: 'boolean', default: false },
         'data-dir': { type: 'string' },
@@ -41,6 +42,7 @@ export const imageCommand: Command = {
       dataDir: config.dataDir,
       name,
       packages: listFlag(values.packages),
+      runtimes: listFlag(values.runtime),
       force: values.force,
       onProgress: (m) => progress.step(m),
       ...(preload ? { pythonPreload: preload } : {}),
@@ -49,7 +51,7 @@ export const imageCommand: Command = {
     if (values.json) ctx.out(`${JSON.stringify(manifest, null, 2)}\n`);
     else
       ctx.out(
-        `image ${manifest.name}  id=${manifest.id}  kernel=${manifest.kernel.release}  packages=${manifest.packages.join(',') || '-'}\n`,
+        `image ${manifest.name}  id=${manifest.id}  kernel=${manifest.kernel.release}  packages=${manifest.packages.join(',') || '-'}  runtimes=${manifest.runtimes.join(',') || '-'}\n`,
       );
     return EXIT_OK;
   },
