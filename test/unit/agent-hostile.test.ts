@@ -1,5 +1,5 @@
-// A hostile guest: a fake agent on a Unix socket that sends a 100 MB line, invalid JSON, wrong
-// ids, wrong shapes, endless output, or nothing at all. The AgentClient must fail each request
+// A hostile guest: a fake agent on a Unix socket that sends a 100 MB frame, undecodable bytes,
+// wrong ids, wrong shapes, endless output, or nothing at all. The AgentClient must fail each request
 // cleanly within its deadline, keep its memory bounded, and a second client in the same
 // process (talking to the real guest agent core) must not notice any of it.
 import { strict as assert } from 'node:assert';
@@ -10,7 +10,16 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AgentClient } from '../../src/agent/index.js';
 import { isForkdError } from '../../src/lib/errors.js';
-import { AGENT_PROTOCOL_VERSION } from '../../src/protocol/index.js';
+import {
+  AGENT_PROTOCOL_VERSION,
+  cobsDecode,
+  cobsEncode,
+  decodeWireFrame,
+  encodeWireFrame,
+  LineSplitter,
+  MAX_FRAME_BYTES,
+  type FrameKindName,
+} from '../../src/protocol/index.js';
 import { startGuest, type GuestHarness } from './agent-harness.js';
 
 interface Request {
@@ -40,6 +49,10 @@ async function write(socket: Socket, data: string | Buffer): Promise<boolean> {
   return !socket.destroyed;
 }
 
+/** A guest frame, delimiter included. */
+const frame = (kind: FrameKindName, id: number, payload: Buffer | object): Buffer => encodeWireFrame(kind, id, payload);
+const ok = (id: number, result: object): Buffer => frame('ok', id, result);
+
 let dir: string;
 
 async function fakeGuest(behave: Behaviour, opts: { hello?: object | null } = {}): Promise<FakeGuest> {
@@ -49,23 +62,24 @@ async function fakeGuest(behave: Behaviour, opts: { hello?: object | null } = {}
   const server: Server = createServer((socket) => {
     sockets.add(socket);
     socket.on('error', () => undefined);
-    let pending = '';
-    socket.on('data', (chunk: Buffer) => {
-      pending += chunk.toString();
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      for (const line of lines.filter((l) => l.trim() !== '')) {
-        const req = JSON.parse(line) as Request;
+    const splitter = new LineSplitter(
+      MAX_FRAME_BYTES,
+      (encoded) => {
+        const decoded = decodeWireFrame(encoded);
+        if (decoded.kind !== 'request') return; // upload chunks: not looked at by these fakes
+        const req = { ...(decoded.payload as object), id: decoded.id } as Request;
         if (req.op === 'hello') {
-          if (opts.hello === null) continue; // a guest that never answers
+          if (opts.hello === null) return; // a guest that never answers
           const result = opts.hello ?? { protocolVersion: AGENT_PROTOCOL_VERSION, agentVersion: 'fake' };
-          void write(socket, `${JSON.stringify({ id: req.id, ok: true, result })}\n`);
-          continue;
+          void write(socket, ok(req.id, result));
+          return;
         }
         fake.seen.push(req);
         void behave(req, socket, fake);
-      }
-    });
+      },
+      () => assert.fail('the host sent an oversized frame'),
+    );
+    socket.on('data', (chunk: Buffer) => splitter.push(chunk));
   });
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
   fake.close = async () => {
@@ -122,12 +136,14 @@ after(async () => {
 });
 
 void describe('hostile agent', () => {
-  void it('a 100 MB line fails its request; memory stays bounded; other clients unaffected', async (t) => {
+  void it('a 100 MB frame fails its request; memory stays bounded; other clients unaffected', async (t) => {
     const mib = Buffer.alloc(1024 * 1024, 'x');
     const fake = await fakeGuest(async (req, socket) => {
-      if (!(await write(socket, `{"id":${req.id},"ok":true,"result":"`))) return;
+      // The start of an OK frame whose string field never ends within the limit.
+      const head = ok(req.id, { s: 'x'.repeat(100) }).subarray(0, -1);
+      if (!(await write(socket, head))) return;
       for (let i = 0; i < 100; i++) if (!(await write(socket, mib))) return;
-      await write(socket, '"}\n');
+      await write(socket, Buffer.alloc(1));
     });
     const bad = await AgentClient.connect(fake.socketPath);
     const { outcome, rssGrowthMiB, healthy } = await underStress(() =>
@@ -150,19 +166,20 @@ void describe('hostile agent', () => {
     await fake.close();
   });
 
-  void it('invalid JSON and wrong ids: the request times out within its deadline', async () => {
+  void it('undecodable frames and wrong ids: the request times out within its deadline', async () => {
     const fake = await fakeGuest(async (req, socket) => {
-      const junk = [
-        'not json',
-        '{"id":',
-        '[1,2,3]',
-        JSON.stringify({ id: req.id + 1, ok: true, result: {} }),
-        JSON.stringify({ id: req.id - 1, ok: false, error: { code: 'internal', message: 'x' } }),
-        JSON.stringify({ id: String(req.id), ok: true, result: {} }),
-        JSON.stringify({ id: null, ok: false, error: { code: 'internal', message: 'unattributed' } }),
-        '\u0000\u0001\u0002',
-      ];
-      for (let i = 0; i < 200; i++) await write(socket, `${junk.join('\n')}\n`);
+      const junk = Buffer.concat([
+        Buffer.from('not a frame\0'),
+        cobsEncode(Buffer.from([0x20, 1, 2])), // shorter than a header
+        cobsEncode(Buffer.from([0x77, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0])), // unknown kind
+        Buffer.from([9, 1, 2, 0]), // truncated COBS block
+        ok(req.id + 1, {}),
+        frame('error', req.id - 1, { code: 'internal', message: 'x' }),
+        frame('error', 0, { code: 'internal', message: 'unattributed' }),
+        frame('request', req.id, { op: 'exec' }), // a kind the guest never sends
+        Buffer.from([1, 2, 3, 0]),
+      ]);
+      for (let i = 0; i < 200; i++) await write(socket, junk);
     });
     const bad = await AgentClient.connect(fake.socketPath);
     const t0 = performance.now();
@@ -176,19 +193,25 @@ void describe('hostile agent', () => {
   });
 
   void it('wrong shapes for the right id fail that request at once with agent_error', async () => {
-    const replies: Record<string, (id: number) => object> = {
-      'bad result': (id) => ({
-        id,
-        ok: true,
-        result: { exitCode: 'zero', signal: null, timedOut: false, truncated: false, durationMs: 1 },
-      }),
-      'foreign error code': (id) => ({ id, ok: false, error: { code: 'unauthorized', message: 'pretend' } }),
-      'file data in exec': (id) => ({ id, stream: 'data', data: 'YQ==' }),
-      'bad base64': (id) => ({ id, stream: 'stdout', data: '!!!!' }),
-      'pid for a foreground exec': (id) => ({ id, ok: true, result: { pid: 1 } }),
+    const oversizedChunk = (id: number): Buffer => frame('stdout', id, Buffer.alloc(256 * 1024 + 1, 'a'));
+    const replies: Record<string, (id: number) => Buffer> = {
+      'bad result': (id) =>
+        ok(id, { exitCode: 'zero', signal: null, timedOut: false, truncated: false, durationMs: 1 }),
+      'foreign error code': (id) => frame('error', id, { code: 'unauthorized', message: 'pretend' }),
+      'file data in exec': (id) => frame('filedata', id, Buffer.from('a')),
+      'oversized chunk': oversizedChunk,
+      'integer beyond 2^53': (id) =>
+        ok(id, { exitCode: 2 ** 53 + 2, signal: null, timedOut: false, truncated: false, durationMs: 1 }),
+      'bytes where a number belongs': (id) =>
+        ok(id, { exitCode: Buffer.from('0'), signal: null, timedOut: false, truncated: false, durationMs: 1 }),
+      'trailing bytes after the record': (id) => {
+        const f = ok(id, {}).subarray(0, -1);
+        return cobsEncode(Buffer.concat([cobsDecode(f), Buffer.from([7])]));
+      },
+      'pid for a foreground exec': (id) => ok(id, { pid: 1 }),
     };
     for (const [name, reply] of Object.entries(replies)) {
-      const fake = await fakeGuest((req, socket) => void write(socket, `${JSON.stringify(reply(req.id))}\n`));
+      const fake = await fakeGuest((req, socket) => void write(socket, reply(req.id)));
       const bad = await AgentClient.connect(fake.socketPath);
       const t0 = performance.now();
       const err = await bad.exec({ argv: ['x'] }, { timeoutMs: 5000 }).catch((e: unknown) => e);
@@ -201,11 +224,7 @@ void describe('hostile agent', () => {
 
   void it('a guest error maps onto our codes only', async () => {
     const fake = await fakeGuest(
-      (req, socket) =>
-        void write(
-          socket,
-          `${JSON.stringify({ id: req.id, ok: false, error: { code: 'not_found', message: 'm'.repeat(100) } })}\n`,
-        ),
+      (req, socket) => void write(socket, frame('error', req.id, { code: 'not_found', message: 'm'.repeat(100) })),
     );
     const bad = await AgentClient.connect(fake.socketPath);
     const err = await bad.files.stat('/x').catch((e: unknown) => e);
@@ -216,14 +235,11 @@ void describe('hostile agent', () => {
   });
 
   void it('endless output: bounded collection, timeout, cancel sent; others unaffected', async (t) => {
-    const chunk = Buffer.alloc(48 * 1024, 'y').toString('base64');
+    const chunk = Buffer.alloc(48 * 1024, 'y');
     const fake = await fakeGuest(async (req, socket, f) => {
       if (req.op !== 'exec') return;
       const cancelled = () => f.seen.some((r) => r.op === 'cancel' && r.target === req.id);
-      while (
-        !cancelled() &&
-        (await write(socket, `${JSON.stringify({ id: req.id, stream: 'stdout', data: chunk })}\n`))
-      ) {
+      while (!cancelled() && (await write(socket, frame('stdout', req.id, chunk)))) {
         // endless
       }
     });
@@ -252,9 +268,7 @@ void describe('hostile agent', () => {
   });
 
   void it('a throwing onStdout fails the request and cancels it', async () => {
-    const fake = await fakeGuest(
-      (req, socket) => void write(socket, `${JSON.stringify({ id: req.id, stream: 'stdout', data: 'YQ==' })}\n`),
-    );
+    const fake = await fakeGuest((req, socket) => void write(socket, frame('stdout', req.id, Buffer.from('a'))));
     const bad = await AgentClient.connect(fake.socketPath);
     const err = await bad
       .exec(
@@ -304,14 +318,15 @@ void describe('hostile agent', () => {
     const fakePath = join(dir, 'late.sock');
     const pending = AgentClient.connect(fakePath, { timeoutMs: 3000 });
     await new Promise((r) => setTimeout(r, 200));
-    const server = createServer((socket) =>
-      socket.on('data', (d) => {
-        const req = JSON.parse(d.toString().trim()) as Request;
-        socket.write(
-          `${JSON.stringify({ id: req.id, ok: true, result: { protocolVersion: 999, agentVersion: 'future' } })}\n`,
-        );
-      }),
-    );
+    const server = createServer((socket) => {
+      const splitter = new LineSplitter(
+        MAX_FRAME_BYTES,
+        (encoded) =>
+          void socket.write(ok(decodeWireFrame(encoded).id, { protocolVersion: 999, agentVersion: 'future' })),
+        () => undefined,
+      );
+      socket.on('data', (d: Buffer) => splitter.push(d));
+    });
     await new Promise<void>((resolve) => server.listen(fakePath, resolve));
     await assert.rejects(pending, (err) => isForkdError(err, 'agent_error') && /protocol 999/.test(err.message));
     await new Promise((resolve) => server.close(resolve));
@@ -325,10 +340,7 @@ void describe('hostile agent', () => {
 void describe('client requests', () => {
   void it('exec carries its timeout to the guest; a background exec runs unbounded unless asked', async () => {
     const done = { exitCode: 0, signal: null, timedOut: false, truncated: false, durationMs: 1 };
-    const fake = await fakeGuest(
-      (req, socket) =>
-        void write(socket, `${JSON.stringify({ id: req.id, ok: true, result: req.background ? { pid: 7 } : done })}\n`),
-    );
+    const fake = await fakeGuest((req, socket) => void write(socket, ok(req.id, req.background ? { pid: 7 } : done)));
     const c = await AgentClient.connect(fake.socketPath);
     await c.exec({ argv: ['x'] });
     assert.deepEqual(await c.exec({ argv: ['y'], background: true }), { pid: 7 });
