@@ -17,18 +17,23 @@ import { ensureImage, TEST_DATA_DIR } from './env.js';
 
 export const CONTROLLER = fileURLToPath(new URL('../../src/bin/forkd-controller.js', import.meta.url));
 
-/** A fresh data dir under /tmp (same file system as the test data dir) with image `default` linked in. */
+/**
+ * A fresh data dir under /tmp (same file system as the test data dir) with the test images
+ * `default` (lean) and `node` (with the JS runtime) linked in.
+ */
 export async function controllerDataDir(withImage: boolean): Promise<{ root: string; dataDir: string }> {
   const root = await mkdtemp(join(tmpdir(), 'forkd-ctl-'));
   await chmod(root, 0o755); // QEMU runs as the VM user and must traverse to the snapshot files
   const dataDir = join(root, 'data');
   await mkdir(dataDir, { mode: 0o755 });
   if (withImage) {
-    await ensureImage('default');
-    const src = join(TEST_DATA_DIR, 'images', 'default');
-    const dst = join(dataDir, 'images', 'default');
-    await mkdir(dst, { recursive: true, mode: 0o755 });
-    for (const f of await readdir(src)) await link(join(src, f), join(dst, f));
+    for (const name of ['default', 'node'] as const) {
+      await ensureImage(name);
+      const src = join(TEST_DATA_DIR, 'images', name);
+      const dst = join(dataDir, 'images', name);
+      await mkdir(dst, { recursive: true, mode: 0o755 });
+      for (const f of await readdir(src)) await link(join(src, f), join(dst, f));
+    }
   }
   return { root, dataDir };
 }

@@ -19,12 +19,22 @@ export function uniqueTag(prefix: string): string {
 
 const images = new Map<string, Promise<ImageManifest>>();
 
-/** Build (or reuse) a test image: `default`, or `numpy` with python3-numpy. */
-export function ensureImage(name: 'default' | 'numpy'): Promise<ImageManifest> {
+export type TestImage = 'default' | 'node' | 'numpy';
+
+/**
+ * Build (or reuse) a test image: `default` (lean: busybox + the native agent, as shipped),
+ * `node` (default + the Node runtime, for JS eval), or `numpy` (python3-numpy + Node).
+ */
+export function ensureImage(name: TestImage): Promise<ImageManifest> {
   let p = images.get(name);
   if (!p) {
     mkdirSync(TEST_DATA_DIR, { recursive: true });
-    p = buildImage({ dataDir: TEST_DATA_DIR, name, packages: name === 'numpy' ? ['python3-numpy'] : [] });
+    p = buildImage({
+      dataDir: TEST_DATA_DIR,
+      name,
+      packages: name === 'numpy' ? ['python3-numpy'] : [],
+      runtimes: name === 'default' ? [] : ['node'],
+    });
     images.set(name, p);
   }
   return p;

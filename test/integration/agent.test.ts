@@ -30,13 +30,13 @@ describe('guest agent in forked children', () => {
   let children: Sandbox[] = [];
 
   before(async () => {
-    await ensureImage('default');
+    await ensureImage('node'); // JS eval needs the Node runtime
     core = await testCore();
     // The parent's clock starts at 1970 (no RTC) and is set back further here: children must
     // still end up within 2 s of the host, i.e. identity really sets the clock.
     await createSnapshot(core, {
       tag,
-      image: 'default',
+      image: 'node',
       memMiB: 512,
       vcpus: 1,
       warmup: ['date -s @1000000000 >/dev/null'],

@@ -124,7 +124,8 @@ describe('forkd-controller with real sandboxes', () => {
     args = daemonArgs(dataDir, root, ['--token-file', tokenFile]);
     d = await startDaemon(args);
     const res = await call('POST', '/v1/snapshots', {
-      json: { tag, mem_mib: 512, warmup: ['echo warm > /root/warm.txt'], boot_wait_secs: 60 },
+      // The `node` image: the suite evaluates JS, which the lean default image does not carry.
+      json: { tag, image: 'node', mem_mib: 512, warmup: ['echo warm > /root/warm.txt'], boot_wait_secs: 60 },
     });
     assert.equal(res.status, 202, res.text);
     assert.equal((res.json as { status: string }).status, 'writing');

@@ -57,6 +57,41 @@ describe('python3-numpy image: warm eval in forked children', () => {
     }
   });
 
+  test('3 children of one snapshot draw different random values in Node and Python', async () => {
+    // Python's `random` and numpy's global generator were seeded when the parent imported them,
+    // and V8's own Math.random state when the parent's worker started: every child holds the
+    // same state and would repeat its siblings' draws without the reseed that follows identity.
+    const { children, failures } = await forkChildren(core, { tag, n: 3 });
+    try {
+      assert.deepEqual(failures, []);
+      const draws = await Promise.all(
+        children.map(async (c) => {
+          const js = await c.agent.eval({
+            code: "[require('crypto').randomBytes(16).toString('hex'), Math.random()]",
+          });
+          const py = await c.agent.eval({
+            code: 'import random\n[random.random(), numpy.random.rand()]',
+            language: 'python',
+          });
+          assert.equal(js.error, undefined, JSON.stringify(js.error));
+          assert.equal(py.error, undefined, JSON.stringify(py.error));
+          const [bytes, mathRandom] = js.value as [string, number];
+          const [pyRandom, npRandom] = py.value as [number, number];
+          return { bytes, mathRandom, pyRandom, npRandom };
+        }),
+      );
+      for (const key of ['bytes', 'mathRandom', 'pyRandom', 'npRandom'] as const) {
+        assert.equal(
+          new Set(draws.map((d) => d[key])).size,
+          3,
+          `${key} repeats across children: ${JSON.stringify(draws)}`,
+        );
+      }
+    } finally {
+      await disposeAll(children);
+    }
+  });
+
   test('forkd fork --eval --language python prints each child value', async () => {
     const r = await runCli([
       'fork',
