@@ -1,6 +1,6 @@
 // `npm run bench`: runs the benchmarks side by side in one process and commits-ready results
 // to bench/results/<name>.json and .md, each stating the machine and the accelerator.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { createSnapshot } from '../src/core/snapshot-create.js';
 import { removeSnapshot } from '../src/core/snapshot-store.js';
@@ -9,22 +9,12 @@ import { loadLocalConfig } from '../src/lib/config.js';
 import { createLogger } from '../src/lib/log.js';
 import { createCoreContext } from '../src/core/context.js';
 import { machineInfo, machineMarkdown } from './machine.js';
-import { forkBench, forkMarkdown } from './fork-bench.js';
+import { forkBench, forkChartSvg, forkMarkdown, type ForkBenchResult } from './fork-bench.js';
 import { agentBench, agentMarkdown } from './agent-bench.js';
 import { controllerBench, controllerMarkdown } from './controller-bench.js';
 import { netnsBench, netnsMarkdown } from './netns-bench.js';
 import { packBench, packMarkdown } from './pack-bench.js';
 import { branchBench, branchMarkdown } from './branch-bench.js';
-
-/** Why the fork targets are out of reach under TCG (measured; see docs/ARCHITECTURE.md). */
-const FORK_TCG_NOTE = [
-  'Why the targets are not met here: under TCG every restored child translates afresh all the guest code',
-  'it runs (kernel, Node, the agent), in its own QEMU process. Readiness (hello + identity) costs about',
-  '0.3-0.4 s of CPU per child, so 50 children on 2 cores are CPU-bound at well over 2 s, and the 16 MiB',
-  "translation buffer per child (tb-size=16) is most of each child's PSS (the rest: ~6 MiB of guest pages",
-  'the child dirtied, ~5 MiB of QEMU heap). Under KVM neither cost exists: guest code runs natively and',
-  'QEMU has no translation buffer. Restores run 2 x cores at a time, so children become ready in waves.',
-].join('\n');
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
 const log = (s: string): void => void process.stderr.write(`[bench] ${s}\n`);
@@ -36,21 +26,50 @@ async function main(): Promise<void> {
   const machine = machineInfo(core);
   await mkdir(RESULTS, { recursive: true });
   await buildImage({ dataDir, name: 'default', packages: [], onProgress: log });
+  // The same `numpy` image as the test suite's (python3-numpy + Node), so neither rebuilds it.
+  const numpyImage = (): Promise<unknown> =>
+    buildImage({ dataDir, name: 'numpy', packages: ['python3-numpy'], runtimes: ['node'], onProgress: log });
 
   if (only.length === 0 || only.includes('fork')) {
     const tag = `bench-fork-${Date.now().toString(36)}`;
-    log(`snapshot ${tag}`);
+    const pyTag = `bench-forkpy-${Date.now().toString(36)}`;
+    log(`snapshots ${tag} (default) and ${pyTag} (numpy)`);
+    await numpyImage();
     await createSnapshot(core, { tag, image: 'default', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 300_000 });
+    await createSnapshot(core, {
+      tag: pyTag,
+      image: 'numpy',
+      memMiB: 512,
+      vcpus: 1,
+      warmup: [],
+      bootTimeoutMs: 300_000,
+    });
     try {
-      const result = await forkBench(core, { tag, image: 'default', memMiB: 512, ns: [1, 10, 50], coldBoots: 3, log });
-      await writeFile(`${RESULTS}fork.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
+      const previous = JSON.parse(
+        await readFile(`${RESULTS}fork-before-native-agent.json`, 'utf8'),
+      ) as ForkBenchResult & {
+        machine: { date: string };
+      };
+      const before = { date: previous.machine.date, rows: previous.rows, speedupN1: previous.speedupN1 };
+      const result = await forkBench(core, {
+        tag,
+        image: 'default',
+        memMiB: 512,
+        ns: [1, 10, 50],
+        coldBoots: 3,
+        log,
+        python: { tag: pyTag, image: 'numpy' },
+      });
+      await writeFile(`${RESULTS}fork.json`, `${JSON.stringify({ machine, ...result, previous: before }, null, 2)}\n`);
+      await writeFile(`${RESULTS}fork.svg`, forkChartSvg(result, before));
       await writeFile(
         `${RESULTS}fork.md`,
-        `# Fork vs cold boot\n\n${machineMarkdown(machine)}\n- Image: default (busybox + Node ${process.version} + agent), 512 MiB guest RAM, 1 vCPU\n- "Answers" = the child's agent replied to \`identity\` (hostname, entropy, clock set): the readiness point.\n\n${forkMarkdown(result)}\n\n${FORK_TCG_NOTE}\n`,
+        `# Fork vs cold boot\n\n${machineMarkdown(machine)}\n- Image: default (busybox + the native agent, no Node), 512 MiB guest RAM, 1 vCPU; Python rows: image numpy (Debian python3-numpy), numpy pre-imported in the warm worker.\n- "Answers" = the child's agent replied to \`identity\` (hostname, entropy, clock set): the readiness point. No pre-spawned VMMs: every child's QEMU starts on the critical path.\n- CPU per child: the QEMU process's user + system time (/proc/PID/stat) when its agent answered.\n\n![wall time against N](fork.svg)\n\n${forkMarkdown(result, before)}\n`,
       );
-      log('wrote bench/results/fork.{json,md}');
+      log('wrote bench/results/fork.{json,md,svg}');
     } finally {
       await removeSnapshot(core.paths, tag).catch(() => undefined);
+      await removeSnapshot(core.paths, pyTag).catch(() => undefined);
     }
   }
 
@@ -134,7 +153,7 @@ async function main(): Promise<void> {
   }
 
   if (only.length === 0 || only.includes('agent')) {
-    await buildImage({ dataDir, name: 'numpy', packages: ['python3-numpy'], onProgress: log });
+    await numpyImage();
     const tag = `bench-agent-${Date.now().toString(36)}`;
     log(`snapshot ${tag} (numpy, warm python worker)`);
     await createSnapshot(core, { tag, image: 'numpy', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 300_000 });

@@ -39,6 +39,12 @@ export interface ConnectOptions {
   requestTimeoutMs?: number;
   /** Bytes of results (exec output, file reads) this client may hold at once. Default 320 MiB. */
   maxBufferedBytes?: number;
+  /**
+   * Send `hello` and check the protocol version (default). A restored child skips it: its
+   * snapshot recorded the agent's protocol, checked before the restore, and the first
+   * request is `identity` — one round trip less on the readiness path.
+   */
+  hello?: boolean;
 }
 
 export interface ExecRequest {
@@ -118,6 +124,8 @@ export class AgentClient {
     try {
       // Ends any partial frame the guest still holds from a previous host (a snapshot's parent).
       conn.writeDelimiter();
+      const requestTimeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+      if (opts.hello === false) return new AgentClient(conn, socketPath, 'unknown', requestTimeoutMs);
       const hello = await conn.call(
         'hello',
         {},
@@ -130,7 +138,7 @@ export class AgentClient {
         );
       }
       log.debug('agent connected', { agentVersion: hello.agentVersion });
-      return new AgentClient(conn, socketPath, hello.agentVersion, opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS);
+      return new AgentClient(conn, socketPath, hello.agentVersion, requestTimeoutMs);
     } catch (err) {
       conn.close();
       throw err;

@@ -120,7 +120,7 @@ export async function restoreChild(
     // Connect to the agent port before the guest resumes, so the virtio-serial "host
     // connected" state the guest saved is already true when it wakes (no reconnect dance).
     const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
-    const agentPromise = AgentClient.connect(spec.agentSocket, { timeoutMs: readyTimeoutMs, logger });
+    const agentPromise = AgentClient.connect(spec.agentSocket, { timeoutMs: readyTimeoutMs, logger, hello: false });
     agentPromise.catch(() => undefined);
     await vm.restoreFromFd3(readyTimeoutMs);
     const tRestored = performance.now();
@@ -136,7 +136,11 @@ export async function restoreChild(
     }
     teardown.push('agent', () => agent.close());
     // A child is ready only once it has its own identity: hostname, fresh entropy, clock.
-    await agent.identity({ sandboxId: id, hostname: opts.hostname ?? id });
+    // Its deadline is what is left of the readiness budget (there was no hello to wait for).
+    await agent.identity(
+      { sandboxId: id, hostname: opts.hostname ?? id },
+      { timeoutMs: Math.max(1, readyTimeoutMs - (performance.now() - tStarted)) },
+    );
     const tReady = performance.now();
     teardown.release();
     return new Sandbox(

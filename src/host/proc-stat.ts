@@ -26,6 +26,19 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   return { state, startTime };
 }
 
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ; 100 on every Linux ABI we run on). */
+const USER_HZ = 100;
+
+/** CPU time (user + system, fields 14 and 15) a process has used so far, in ms; 10 ms resolution. */
+export async function processCpuMs(pid: number): Promise<number | undefined> {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(rest[11]) + Number(rest[12]);
+  return Number.isFinite(ticks) ? (ticks * 1000) / USER_HZ : undefined;
+}
+
 /** Alive and not a zombie. */
 export async function processAlive(pid: number): Promise<boolean> {
   const stat = await readProcStat(pid);

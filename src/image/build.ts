@@ -20,7 +20,7 @@ import {
   type GuestFile,
   type Runtime,
 } from './guest-files.js';
-import { AGENT_CFLAGS, agentSource, buildGuestAgent, pythonWorkerSource } from './guest-helper.js';
+import { AGENT_CFLAGS, agentSources, buildGuestAgent, pythonWorkerSource } from './guest-helper.js';
 import { BUSYBOX, INIT_STAGE1, INIT_STAGE2, INITTAB, AGENT_RUN } from './guest-init.js';
 import { ensureKernel, type KernelInfo } from './kernel.js';
 import { IMAGE_FORMAT_VERSION, imageDir, imagesDir, readImageManifest, type ImageManifest } from './manifest.js';
@@ -198,7 +198,7 @@ async function hashInputs(
   const withNode = runtimes.includes('node');
   const [busybox, agent, pyWorker, node, jsWorker] = await Promise.all([
     sha256File(HOST_BUSYBOX),
-    agentSource().then((p) => readFile(p)),
+    agentSources().then((files) => Promise.all(files.map((f) => readFile(f)))),
     pythonWorkerSource().then((p) => readFile(p)),
     withNode ? sha256File(process.execPath) : null,
     withNode
@@ -222,7 +222,7 @@ async function hashInputs(
       pythonPreload,
       runtimes,
     }),
-    agent,
+    ...agent,
     pyWorker,
     INIT_STAGE1,
     INIT_STAGE2,

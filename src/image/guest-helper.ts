@@ -2,7 +2,7 @@
 // sources an image carries (the Python eval worker). Static, so the agent needs nothing from
 // the guest's libc: the same binary runs in the busybox initramfs and on a Debian root disk.
 import { execFile } from 'node:child_process';
-import { access } from 'node:fs/promises';
+import { access, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ForkdError } from '../lib/errors.js';
@@ -30,6 +30,15 @@ export async function guestSource(relative: string): Promise<string> {
 export const agentSource = (): Promise<string> => guestSource('native/forkd-agent.c');
 export const pythonWorkerSource = (): Promise<string> => guestSource('workers/py-worker.py');
 
+/** Every source file of the agent (its .c and .h files, sorted): what it is built from. */
+export async function agentSources(): Promise<string[]> {
+  const dir = dirname(await agentSource());
+  return (await readdir(dir))
+    .filter((f) => /\.[ch]$/.test(f))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
 /** The compiler flags of the agent; part of the image id. */
 export const AGENT_CFLAGS = [
   '-static',
@@ -42,9 +51,10 @@ export const AGENT_CFLAGS = [
 ];
 
 export async function buildGuestAgent(outPath: string, opts: { sourcePath?: string; cc?: string } = {}): Promise<void> {
-  const source = opts.sourcePath ?? (await agentSource());
+  const sources = opts.sourcePath ? [opts.sourcePath] : (await agentSources()).filter((f) => f.endsWith('.c'));
+  const source = sources.join(' ');
   const cc = opts.cc ?? 'gcc';
-  const args = [...AGENT_CFLAGS, '-o', outPath, source];
+  const args = [...AGENT_CFLAGS, '-o', outPath, ...sources];
   await new Promise<void>((resolve, reject) => {
     execFile(cc, args, { timeout: 120_000, maxBuffer: 4 * 1024 * 1024 }, (err, _stdout, stderr) => {
       if (!err) return resolve();

@@ -4,13 +4,16 @@ import { parseArgs } from 'node:util';
 import { loadLocalConfig } from '../../lib/config.js';
 import { assertTag } from '../../lib/tag.js';
 import { DataPaths } from '../../core/paths.js';
-import { listSnapshots } from '../../core/snapshot-store.js';
+import { listSnapshots, removeSnapshot } from '../../core/snapshot-store.js';
 import { FORK_N_RANGE } from '../../core/fork.js';
 import { intFlag } from '../args.js';
 import { EXIT_OK, type Command } from '../command.js';
 import { setupCommand } from './setup.js';
 import { snapshotCommand } from './snapshot.js';
 import { forkCommand } from './fork.js';
+
+/** What every child runs: its own hostname and random bytes, to show they are its own. */
+export const QUICKSTART_EXEC = 'echo "hello from $(hostname): $(head -c 6 /dev/urandom | od -An -tx1 | tr -d " ")"';
 
 export const quickstartCommand: Command = {
   name: 'quickstart',
@@ -35,26 +38,24 @@ export const quickstartCommand: Command = {
     let code = await setupCommand.run([...dirArgs], ctx);
     if (code !== EXIT_OK) return code;
     const paths = new DataPaths(loadLocalConfig({ dataDir: values['data-dir'] }).dataDir);
-    const existing = (await listSnapshots(paths)).find((s) => s.tag === tag && s.meta);
+    const listed = (await listSnapshots(paths)).find((s) => s.tag === tag);
+    if (listed && !listed.meta) {
+      // The quickstart's own snapshot, unusable (typically made by an older forkd whose guest
+      // agent this one no longer speaks): rebuilt rather than left in the way.
+      ctx.err(`== snapshot ${tag} cannot be used (${listed.error ?? 'unreadable'}); re-creating it\n`);
+      await removeSnapshot(paths, tag);
+    }
+    const existing = listed?.meta ? listed : undefined;
     if (existing) {
       ctx.err(`== 2/3 snapshot ${tag} exists; reusing it (forkd rmi ${tag} to rebuild)\n`);
     } else {
       ctx.err(`== 2/3 snapshot ${tag}\n`);
-      code = await snapshotCommand.run(['--tag', tag, '--warmup', 'node -e "require(\'crypto\')"', ...dirArgs], ctx);
+      code = await snapshotCommand.run(['--tag', tag, ...dirArgs], ctx);
       if (code !== EXIT_OK) return code;
     }
     ctx.err(`== 3/3 fork ${n} children and run a command in each\n`);
     return forkCommand.run(
-      [
-        '--tag',
-        tag,
-        '-n',
-        String(n),
-        '--exec',
-        'echo "hello from $(hostname): $(head -c 6 /dev/urandom | od -An -tx1 | tr -d " ")"',
-        ...dirArgs,
-        ...(values.json ? ['--json'] : []),
-      ],
+      ['--tag', tag, '-n', String(n), '--exec', QUICKSTART_EXEC, ...dirArgs, ...(values.json ? ['--json'] : [])],
       ctx,
     );
   },
