@@ -1,6 +1,14 @@
 // Bounded text capture for eval's stdout / stderr, plus the conversion of an eval's value to
 // what travels in the reply: JSON if it is JSON-serializable and small, else its String().
-import { MAX_EVAL_VALUE_BYTES, type EvalError } from '../protocol/index.js';
+// Imports limits.js alone (not the protocol index) so the JS worker's bundle stays small.
+import { MAX_EVAL_VALUE_BYTES } from '../protocol/limits.js';
+
+/** An eval's exception as it travels in the reply (the `error` field of protocol 2's eval result). */
+export type EvalError = {
+  name: string;
+  message: string;
+  stack?: string;
+};
 
 export class TextCapture {
   private parts: string[] = [];
@@ -37,9 +45,9 @@ function safeString(value: unknown): string {
   }
 }
 
-/** `undefined` -> null; JSON-serializable -> as is; anything else -> String(value). */
-export function toWireValue(value: unknown): { value: unknown } | { error: EvalError } {
-  if (value === undefined) return { value: null };
+/** `undefined` -> null; JSON-serializable -> its JSON text; anything else -> String(value) as JSON. */
+export function toValueJson(value: unknown): { json: string } | { error: EvalError } {
+  if (value === undefined) return { json: 'null' };
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
@@ -56,18 +64,38 @@ export function toWireValue(value: unknown): { value: unknown } | { error: EvalE
       },
     };
   }
-  return { value: JSON.parse(text) as unknown };
+  return { json: text };
+}
+
+/**
+ * `text` cut to at most `maxBytes` of UTF-8 at a character boundary. Limits are in bytes so
+ * that a reply's fields together fit one frame (the host's limits, in UTF-16 units, then hold too).
+ */
+export function cutUtf8(text: string, maxBytes: number): string {
+  if (text.length * 3 <= maxBytes) return text;
+  const bytes = Buffer.from(text);
+  if (bytes.length <= maxBytes) return text;
+  let end = maxBytes;
+  while (end > 0 && ((bytes[end] as number) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString('utf8');
 }
 
 /** Describes a thrown value from any realm (errors of the eval context fail `instanceof`). */
 export function describeError(err: unknown): EvalError {
-  if (typeof err === 'object' && err !== null && 'message' in err) {
-    const e = err as { name?: unknown; message?: unknown; stack?: unknown };
-    return {
-      name: typeof e.name === 'string' ? e.name.slice(0, 256) : 'Error',
-      message: safeString(e.message).slice(0, 64 * 1024),
-      ...(typeof e.stack === 'string' ? { stack: e.stack.slice(0, 256 * 1024) } : {}),
-    };
+  try {
+    if (typeof err === 'object' && err !== null && 'message' in err) {
+      const e = err as { name?: unknown; message?: unknown; stack?: unknown };
+      const name = e.name;
+      const stack = e.stack;
+      return {
+        name: typeof name === 'string' ? cutUtf8(name, 256) : 'Error',
+        message: cutUtf8(safeString(e.message), 64 * 1024),
+        ...(typeof stack === 'string' ? { stack: cutUtf8(stack, 256 * 1024) } : {}),
+      };
+    }
+    return { name: 'Error', message: cutUtf8(`thrown: ${safeString(err)}`, 64 * 1024) };
+  } catch {
+    // A Proxy or a throwing getter: user code must not break the reply.
+    return { name: 'Error', message: 'thrown: a value that could not be described' };
   }
-  return { name: 'Error', message: `thrown: ${safeString(err)}`.slice(0, 64 * 1024) };
 }

@@ -1,6 +1,10 @@
 // Errors the agent reports to the host: a wire code from the protocol's closed set and a
 // message that names the thing and the value. Anything else becomes `internal`.
-import { MAX_ERROR_MESSAGE_CHARS, ProtocolError, type GuestErrorCode, type WireError } from '../protocol/index.js';
+// Imported module by module (not from the protocol index) so the JS worker's bundle, which
+// uses GuestError, does not pull in the op validators.
+import { ProtocolError } from '../protocol/check.js';
+import type { GuestErrorCode, WireError } from '../protocol/frames.js';
+import { MAX_ERROR_MESSAGE_CHARS } from '../protocol/limits.js';
 
 export class GuestError extends Error {
   constructor(

@@ -16,8 +16,9 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import vm from 'node:vm';
-import { MAX_EVAL_CAPTURE_BYTES, type EvalResult } from '../protocol/index.js';
-import { describeError, TextCapture, toWireValue } from './capture.js';
+// Module by module, not the protocol index: the JS worker's bundle carries only what it runs.
+import { MAX_EVAL_CAPTURE_BYTES } from '../protocol/limits.js';
+import { describeError, TextCapture, toValueJson, type EvalError } from './capture.js';
 import { errnoOf, GuestError } from './errors.js';
 
 interface Capture {
@@ -25,10 +26,24 @@ interface Capture {
   stderr: TextCapture;
 }
 
+/** The result of one eval, as protocol 2's `eval` op returns it. */
+export type EvalReply = {
+  /** The value as JSON text (`undefined` -> `null`, non-JSON -> its String()). */
+  valueJson: string;
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  error?: EvalError;
+};
+
 export class JsEvaluator {
   private context: vm.Context | undefined;
   private readonly als = new AsyncLocalStorage<Capture>();
-  private readonly random = new UrandomPool();
+  /** Rejects the pending (awaited) part of the evals in flight. */
+  private readonly stoppers = new Set<(err: GuestError) => void>();
+
+  /** `random` backs the context's Math.random; share it to back other generators too. */
+  constructor(private readonly random = new UrandomPool()) {}
 
   /** Creates the context now, so it is part of the snapshot. */
   warm(): void {
@@ -40,23 +55,34 @@ export class JsEvaluator {
     this.random.reset();
   }
 
-  evaluate(code: string, timeoutMs: number): Promise<EvalResult> {
+  /**
+   * Stops the evals in flight that are awaiting (their promise part) with GuestError
+   * `cancelled`; their later output is dropped. A synchronous part runs on to its `timeout`:
+   * vm's `breakOnSigint` could stop it, but costs two thirds of a small eval's time (SIGINT
+   * listeners are removed and re-added around every run), which TCG multiplies.
+   */
+  cancel(): void {
+    for (const stop of this.stoppers) stop(new GuestError('cancelled', 'eval cancelled'));
+  }
+
+  /** Runs `code`; throws GuestError `timeout` or `cancelled`, reports everything else in `error`. */
+  evaluate(code: string, timeoutMs: number): Promise<EvalReply> {
     const capture: Capture = {
       stdout: new TextCapture(MAX_EVAL_CAPTURE_BYTES),
       stderr: new TextCapture(MAX_EVAL_CAPTURE_BYTES),
     };
     return this.als.run(capture, async () => {
-      let outcome: ReturnType<typeof toWireValue>;
+      let outcome: ReturnType<typeof toValueJson>;
       try {
-        outcome = toWireValue(await this.run(code, timeoutMs));
+        outcome = toValueJson(await this.run(code, timeoutMs));
       } catch (err) {
         if (err instanceof GuestError) throw err;
-        if (errnoOf(err) === 'ERR_SCRIPT_EXECUTION_TIMEOUT')
-          throw new GuestError('timeout', `eval ran over ${timeoutMs} ms`);
+        const errno = errnoOf(err);
+        if (errno === 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw new GuestError('timeout', `eval ran over ${timeoutMs} ms`);
         outcome = { error: describeError(err) };
       }
       return {
-        value: 'value' in outcome ? outcome.value : null,
+        valueJson: 'json' in outcome ? outcome.json : 'null',
         stdout: capture.stdout.text(),
         stderr: capture.stderr.text(),
         truncated: capture.stdout.truncated || capture.stderr.truncated,
@@ -72,16 +98,20 @@ export class JsEvaluator {
     const value: unknown = script.runInContext(context, { timeout: timeoutMs });
     if (!isThenable(value)) return value;
     let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_, reject) => {
+    let stop: ((err: GuestError) => void) | undefined;
+    const stopped = new Promise<never>((_, reject) => {
+      stop = reject;
       timer = setTimeout(
         () => reject(new GuestError('timeout', `eval did not settle within ${timeoutMs} ms`)),
         timeoutMs,
       );
     });
+    this.stoppers.add(stop!);
     try {
-      return await Promise.race([value, expired]);
+      return await Promise.race([value, stopped]);
     } finally {
       clearTimeout(timer);
+      this.stoppers.delete(stop!);
     }
   }
 
@@ -175,10 +205,12 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   );
 }
 
-/** 53-bit doubles from /dev/urandom, read 4 KiB at a time. */
-class UrandomPool {
+/** 53-bit doubles from /dev/urandom, read 4 KiB at a time; `reset()` drops what is buffered. */
+export class UrandomPool {
   private pool = Buffer.alloc(0);
   private offset = 0;
+
+  constructor(private readonly devicePath = '/dev/urandom') {}
 
   reset(): void {
     this.pool = Buffer.alloc(0);
@@ -196,7 +228,7 @@ class UrandomPool {
   private refill(): void {
     const pool = Buffer.alloc(4096);
     try {
-      const fd = openSync('/dev/urandom', 'r');
+      const fd = openSync(this.devicePath, 'r');
       try {
         readSync(fd, pool, 0, pool.length, null);
       } finally {
