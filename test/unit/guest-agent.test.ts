@@ -1,14 +1,19 @@
-// The in-guest agent core, run on the host over a Unix socket and driven by the real
-// AgentClient: exec, background processes, eval (JS and Python), files, identity.
+// The native guest agent (src/guest/native/forkd-agent.c), compiled and run on the host over a
+// Unix socket and driven by the real AgentClient: exec, background processes, eval (JS and
+// Python, through the real workers), files, identity.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AgentClient } from '../../src/agent/index.js';
 import { isForkdError } from '../../src/lib/errors.js';
-import { assertGone, startGuest, type GuestHarness } from './agent-harness.js';
+import { assertGone, hostPython, JS_WORKER, PY_WORKER, startGuest, type GuestHarness } from './agent-harness.js';
+
+const noJsWorker = !existsSync(JS_WORKER) && `JS worker ${JS_WORKER} not built (node scripts/bundle-guest.mjs)`;
+const noPyWorker = !existsSync(PY_WORKER) && `Python worker ${PY_WORKER} is missing`;
 
 let guest: GuestHarness;
 let client: AgentClient;
@@ -131,7 +136,7 @@ void describe('background processes', () => {
   });
 });
 
-void describe('eval (JS)', () => {
+void describe('eval (JS)', { skip: noJsWorker }, () => {
   void it('keeps state across calls and returns the last expression', async () => {
     assert.equal((await client.eval({ code: 'var counter = 41; counter + 1' })).value, 42);
     assert.equal((await client.eval({ code: 'counter++; counter' })).value, 42);
@@ -183,15 +188,17 @@ void describe('eval (JS)', () => {
 });
 
 function hasPython(module?: string): boolean {
+  const python = hostPython();
+  if (!python) return false;
   try {
-    execFileSync('python3', ['-c', module ? `import ${module}` : 'pass'], { stdio: 'ignore' });
+    execFileSync(python, ['-c', module ? `import ${module}` : 'pass'], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
   }
 }
 
-void describe('eval (Python)', { skip: !hasPython() && 'python3 not installed' }, () => {
+void describe('eval (Python)', { skip: (!hasPython() && 'python3 not installed') || noPyWorker }, () => {
   void it('warms a worker with preloaded modules and keeps globals', async () => {
     const warm = await client.warm({ pythonPreload: ['math'] });
     assert.equal(warm.js, true);
@@ -296,16 +303,8 @@ void describe('files', () => {
 });
 
 void describe('identity and ping', () => {
-  void it('runs forkd-guestctl for entropy and clock, sets the hostname', async () => {
-    const dir = guest.dir;
-    const helper = join(dir, 'fake-guestctl');
-    await writeFile(
-      helper,
-      // Speaks the resident `serve` protocol: one command line in, "ok" out.
-      `#!/bin/sh\n[ "$1" = serve ] || exit 2\nwhile read -r line; do echo "$line" >> ${dir}/guestctl.log; echo ok; done\n`,
-    );
-    await chmod(helper, 0o755);
-    const g = await startGuest({ guestctlPath: helper, hostnameFile: join(dir, 'hostname') });
+  void it('credits entropy, sets the clock (logged in test mode) and the hostname', async () => {
+    const g = await startGuest();
     const c = await AgentClient.connect(g.socketPath);
     try {
       assert.equal((await c.ping()).sandboxId, null);
@@ -313,31 +312,39 @@ void describe('identity and ping', () => {
       const r = await c.identity({ sandboxId: 'sb-1', hostname: 'child-1' });
       assert.deepEqual([r.sandboxId, r.hostname], ['sb-1', 'child-1']);
       assert.ok(Math.abs(r.clockStepMs) < 5000);
-      assert.equal(await readFile(join(dir, 'hostname'), 'utf8'), 'child-1');
-      const [line, ...more] = (await readFile(join(dir, 'guestctl.log'), 'utf8')).trim().split('\n');
-      assert.deepEqual(more, [], 'one round trip to the helper');
-      const [cmd, hex, msText] = (line ?? '').split(' ');
-      assert.equal(cmd, 'identity');
+      assert.equal(await readFile(g.hostnameFile, 'utf8'), 'child-1');
+      // Entropy (and the CRNG reseed) first, then the clock: anything random after it differs per child.
+      const lines = (await readFile(g.identityLog, 'utf8')).trim().split('\n');
+      assert.equal(lines.length, 2, lines.join('\n'));
+      const [cmd, hex] = (lines[0] ?? '').split(' ');
+      assert.equal(cmd, 'entropy');
       assert.match(hex ?? '', /^[0-9a-f]{128}$/, '64 bytes as hex');
+      const [set, msText] = (lines[1] ?? '').split(' ');
+      assert.equal(set, 'settime');
       const ms = Number(msText);
-      assert.ok(ms >= before - 1000 && ms <= Date.now() + 1000, line);
+      assert.ok(ms >= before - 1000 && ms <= Date.now() + 1000, lines[1]);
       const ping = await c.ping();
       assert.equal(ping.sandboxId, 'sb-1');
       assert.ok(ping.uptimeMs >= 0);
+      await c.identity({ sandboxId: 'sb-2', hostname: 'child-2' });
+      assert.equal(await readFile(g.hostnameFile, 'utf8'), 'child-2');
+      assert.equal((await readFile(g.identityLog, 'utf8')).trim().split('\n').length, 4);
+      assert.equal((await c.ping()).sandboxId, 'sb-2');
     } finally {
       c.close();
       await g.close();
     }
   });
 
-  void it('fails identity clearly when the helper is missing', async () => {
-    const g = await startGuest({ guestctlPath: '/nonexistent/forkd-guestctl', hostnameFile: join(guest.dir, 'h2') });
+  void it('fails identity clearly when the hostname cannot be set', async () => {
+    const g = await startGuest({ hostnameFile: '/nonexistent/dir/hostname' });
     const c = await AgentClient.connect(g.socketPath);
     try {
       await assert.rejects(
         c.identity({ sandboxId: 'x', hostname: 'x' }),
-        (err) => isForkdError(err, 'agent_error') && /forkd-guestctl/.test(err.message),
+        (err) => isForkdError(err, 'not_found') && /hostname/.test(err.message),
       );
+      assert.equal((await c.ping()).sandboxId, null, 'a failed identity is not recorded');
     } finally {
       c.close();
       await g.close();
@@ -347,9 +354,15 @@ void describe('identity and ping', () => {
 
 void describe('connections', () => {
   void it('keeps agent state across host connections (a restored child)', async () => {
-    await client.eval({ code: 'var survivor = "still here"' });
+    const { pid } = await client.exec({ shell: 'echo from-before; sleep 0.2', background: true });
+    if (!noJsWorker) await client.eval({ code: 'var survivor = "still here"' });
     const second = await AgentClient.connect(guest.socketPath);
-    assert.equal((await second.eval({ code: 'survivor' })).value, 'still here');
+    if (!noJsWorker) assert.equal((await second.eval({ code: 'survivor' })).value, 'still here');
+    assert.equal(
+      (await second.wait({ pid })).stdout.toString(),
+      'from-before\n',
+      'a background process outlives its host',
+    );
     second.close();
     second.close();
     await assert.rejects(second.ping(), (err) => isForkdError(err, 'agent_error'));
