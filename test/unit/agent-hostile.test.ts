@@ -176,7 +176,7 @@ void describe('hostile agent', () => {
         ok(req.id + 1, {}),
         frame('error', req.id - 1, { code: 'internal', message: 'x' }),
         frame('error', 0, { code: 'internal', message: 'unattributed' }),
-        frame('request', req.id, { op: 'exec' }), // a kind the guest never sends
+        frame('request', req.id + 7, { op: 'exec' }), // a kind the guest never sends, for another id
         Buffer.from([1, 2, 3, 0]),
       ]);
       for (let i = 0; i < 200; i++) await write(socket, junk);
