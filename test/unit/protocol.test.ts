@@ -103,10 +103,8 @@ void describe('wire codec', () => {
     const out = roundTrip('request', 2 ** 53 - 1, rec);
     assert.equal(out.kind, 'request');
     assert.equal(out.id, 2 ** 53 - 1);
-    assert.deepEqual(
-      { ...(out.payload as object) },
-      { ...rec, r: Object.assign(Object.create(null), { a: Object.assign(Object.create(null), { b: 1 }) }) },
-    );
+    const nullProto = (o: object): object => Object.assign(Object.create(null) as object, o);
+    assert.deepEqual({ ...(out.payload as object) }, { ...rec, r: nullProto({ a: nullProto({ b: 1 }) }) });
     for (const size of [0, 1, 253, 254, 255, 508, 70_000]) {
       const raw = Buffer.alloc(size, size % 3 === 0 ? 0 : 7);
       const got = roundTrip('stdout', 5, raw);
