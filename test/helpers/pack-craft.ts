@@ -1,6 +1,7 @@
 // Hand-made packs for the pack tests: a small valid snapshot (fake memory.bin, vmstate and
 // kernel files, with a consistent snapshot.json and manifest) and the means to make it hostile
 // entry by entry. Tar bytes come from forkd's own writer (or raw headers); zstd compresses.
+import { AGENT_PROTOCOL_VERSION } from '../../src/lib/version.js';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { open, writeFile } from 'node:fs/promises';
@@ -75,6 +76,7 @@ export function validPack(
     tag,
     createdAt: '2026-01-01T00:00:00.000Z',
     forkdVersion: '0.1.0',
+    agentProtocol: AGENT_PROTOCOL_VERSION,
     qemuVersion: host.qemuVersion,
     accel: host.accel,
     layout,

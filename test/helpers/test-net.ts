@@ -33,14 +33,18 @@ const SAFETY = `table inet ${SAFETY_TABLE} {
 export const serverUrl = (i: 0 | 1): string => `http://${SERVERS[i].addr}:${HTTP_PORT}/`;
 
 /**
- * Inside the guest: an HTTP GET with node (Debian's static busybox wget segfaults here).
- * argv: URL, timeout in ms. Exit 0 with the body on stdout, 1 on an error, 2 on a hang.
+ * Inside the guest: an HTTP GET with busybox `nc` (the lean image has no Node, and Debian's
+ * static busybox wget segfaults in its resolver). Exit 0 with the body on stdout; non-zero when
+ * the connection fails or times out, or nothing came back.
  */
-export const FETCH_JS = `const [u,t]=process.argv.slice(1);setTimeout(()=>process.exit(2),Number(t)+2000).unref();const r=require('http').get(u,{timeout:Number(t)},(s)=>{let b='';s.on('data',(d)=>b+=d);s.on('end',()=>{process.stdout.write(b);process.exit(0)})});r.on('timeout',()=>r.destroy(new Error('timeout')));r.on('error',(e)=>{console.error(e.message);process.exit(1)})`;
+const FETCH_SH = `resp=$(printf 'GET / HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "$1" | nc -w "$3" "$1" "$2") || exit 1
+[ -n "$resp" ] || exit 2
+printf '%s\\n' "$resp" | tr -d '\\r' | sed '1,/^$/d'`;
 
-/** argv that fetches `url` inside a guest (see FETCH_JS). */
+/** argv that fetches `url` inside a guest (see FETCH_SH). */
 export function fetchArgv(url: string, timeoutSecs: number): string[] {
-  return ['node', '-e', FETCH_JS, url, String(timeoutSecs * 1000)];
+  const u = new URL(url);
+  return ['sh', '-c', FETCH_SH, 'fetch', u.hostname, u.port || '80', String(timeoutSecs)];
 }
 
 async function ip(...args: string[]): Promise<void> {

@@ -15,6 +15,13 @@ import { removeSnapshot } from '../../src/core/snapshot-store.js';
 import type { CoreContext } from '../../src/core/context.js';
 import type { Sandbox } from '../../src/core/sandbox.js';
 import { AgentClient } from '../../src/agent/client.js';
+import {
+  AGENT_PROTOCOL_VERSION,
+  decodeWireFrame,
+  encodeWireFrame,
+  LineSplitter,
+  MAX_FRAME_BYTES,
+} from '../../src/protocol/index.js';
 import { ensureImage, testCore, uniqueTag } from '../helpers/env.js';
 import { findLeaks } from '../helpers/leaks.js';
 
@@ -162,22 +169,28 @@ describe('guest agent in forked children', () => {
   test('a hostile fake agent fails cleanly while a real sandbox keeps working', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'forkd-hostile-'));
     const sock = join(dir, 'agent.sock');
-    // Answers hello properly, then floods garbage and a 100 MB line without a newline.
+    // Answers hello properly, then floods garbage and a 100 MB frame without a delimiter.
     const server: Server = createServer((s) => {
-      s.once('data', (d) => {
-        const hello = JSON.parse(d.toString().trim().split('\n').filter(Boolean)[0]!) as { id: unknown };
-        s.write(
-          `${JSON.stringify({ id: hello.id, ok: true, result: { protocolVersion: 1, agentVersion: 'evil' } })}\n`,
-        );
-        s.write('{not json}\n{"id":"999","ok":true,"result":{}}\n');
-        const junk = Buffer.alloc(1024 * 1024, 0x61);
-        let sent = 0;
-        const pump = (): void => {
-          while (sent < 100 && s.write(junk)) sent++;
-          if (sent < 100) s.once('drain', pump);
-        };
-        pump();
-      });
+      let answered = false;
+      const splitter = new LineSplitter(
+        MAX_FRAME_BYTES,
+        (encoded) => {
+          if (answered) return;
+          answered = true;
+          const hello = decodeWireFrame(encoded);
+          s.write(encodeWireFrame('ok', hello.id, { protocolVersion: AGENT_PROTOCOL_VERSION, agentVersion: 'evil' }));
+          s.write(Buffer.concat([Buffer.from('not a frame\0'), encodeWireFrame('ok', 999, {})]));
+          const junk = Buffer.alloc(1024 * 1024, 0x61);
+          let sent = 0;
+          const pump = (): void => {
+            while (sent < 100 && s.write(junk)) sent++;
+            if (sent < 100) s.once('drain', pump);
+          };
+          pump();
+        },
+        () => undefined,
+      );
+      s.on('data', (d: Buffer) => splitter.push(d));
       s.on('error', () => undefined);
     });
     await new Promise<void>((r) => server.listen(sock, r));
