@@ -511,14 +511,20 @@ static void port_check(void) {
   struct pollfd p = { .fd = g_port->fd, .events = POLLIN };
   g_port_check_ms = now_ms() + PORT_RECHECK_MS;
   if (poll(&p, 1, 0) < 0) return;
-  if (!(p.revents & POLLHUP)) {
-    g_port->up = true;
-    logmsg("host connected");
-    return;
+  if (p.revents & POLLHUP) {
+    /* POLLIN is always set while the host is away (read returns 0 at once), so only bytes count:
+     * the port-open control message and a new host's first bytes travel on different
+     * virtqueues, and the bytes can win. Dropping them would lose its first request (seen: a
+     * re-adopting daemon's hello timed out). */
+    size_t room;
+    uint8_t *buf = in_room(&g_port->in, &room);
+    ssize_t k = buf ? read(g_port->fd, buf, room) : -1;
+    if (k <= 0) return;
+    g_port->in.len += (size_t)k;
   }
-  uint8_t junk[4096]; /* bytes a gone host left behind: drop them */
-  for (int i = 0; i < 64 && (p.revents & POLLIN) && read(g_port->fd, junk, sizeof(junk)) > 0; i++) {
-  }
+  g_port->up = true;
+  logmsg("host connected");
+  conn_pump(g_port, false); /* frames already read above are served now, not at the next POLLIN */
 }
 
 static bool find_port(char *dev, size_t devlen, char *sys, size_t syslen) {
