@@ -5,6 +5,7 @@ import type { LocalConfig } from '../lib/config.js';
 import { detectAccel, type AccelDecision } from '../host/accel.js';
 import { QEMU_BINARY, qemuVersion, type QemuVersion } from '../host/qemu-version.js';
 import { isRoot, lookupUser, type UserInfo } from '../host/users.js';
+import { qemuLauncher } from '../host/nothp.js';
 
 export interface HostFacts {
   qemuBinary: string;
@@ -14,6 +15,8 @@ export interface HostFacts {
   vmUser: UserInfo | undefined;
   /** QEMU >= 8.2 maps a read-only file privately (readonly=on,rom=off). */
   readonlyPrivateMem: boolean;
+  /** argv prefix QEMU is started with: forkd-nothp under TCG when `forkd setup` built it. */
+  qemuLauncher: string[];
 }
 
 let cached: Promise<HostFacts> | undefined;
@@ -36,7 +39,8 @@ async function probe(config: LocalConfig): Promise<HostFacts> {
     if (!vmUser) throw new ForkdError('host_error', `the VM user "${config.vmUser}" does not exist; run: forkd setup`);
   }
   const readonlyPrivateMem = qemu.major > 8 || (qemu.major === 8 && qemu.minor >= 2);
-  return { qemuBinary: QEMU_BINARY, qemu, accel, vmUser, readonlyPrivateMem };
+  const launcher = await qemuLauncher(accel.accel);
+  return { qemuBinary: QEMU_BINARY, qemu, accel, vmUser, readonlyPrivateMem, qemuLauncher: launcher };
 }
 
 export function qemuVersionString(v: QemuVersion): string {

@@ -22,6 +22,7 @@ export function vmSpec(opts: {
   const child = opts.role === 'child';
   return {
     binary: facts.qemuBinary,
+    launcher: facts.qemuLauncher,
     accel: facts.accel.accel,
     layout,
     kernelPath: join(snapshotDir, SNAPSHOT_FILES.kernel),

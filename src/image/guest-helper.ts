@@ -1,10 +1,10 @@
 // Builds the native guest agent (src/guest/native/forkd-agent.c) and finds the guest-side
 // sources an image carries (the Python eval worker). Static, so the agent needs nothing from
 // the guest's libc: the same binary runs in the busybox initramfs and on a Debian root disk.
-import { execFile } from 'node:child_process';
 import { access, readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { compileStatic, STATIC_CFLAGS } from '../lib/cc.js';
 import { ForkdError } from '../lib/errors.js';
 import { FORKD_VERSION } from '../lib/version.js';
 
@@ -40,33 +40,9 @@ export async function agentSources(): Promise<string[]> {
 }
 
 /** The compiler flags of the agent; part of the image id. */
-export const AGENT_CFLAGS = [
-  '-static',
-  '-Os',
-  '-Wall',
-  '-Wextra',
-  '-Werror',
-  '-s',
-  `-DFORKD_VERSION="${FORKD_VERSION}"`,
-];
+export const AGENT_CFLAGS = [...STATIC_CFLAGS, `-DFORKD_VERSION="${FORKD_VERSION}"`];
 
 export async function buildGuestAgent(outPath: string, opts: { sourcePath?: string; cc?: string } = {}): Promise<void> {
   const sources = opts.sourcePath ? [opts.sourcePath] : (await agentSources()).filter((f) => f.endsWith('.c'));
-  const source = sources.join(' ');
-  const cc = opts.cc ?? 'gcc';
-  const args = [...AGENT_CFLAGS, '-o', outPath, ...sources];
-  await new Promise<void>((resolve, reject) => {
-    execFile(cc, args, { timeout: 120_000, maxBuffer: 4 * 1024 * 1024 }, (err, _stdout, stderr) => {
-      if (!err) return resolve();
-      const hint = (err as NodeJS.ErrnoException).code === 'ENOENT' ? ' (install gcc and libc6-dev)' : '';
-      const tail = stderr.trim().split('\n').slice(-20).join('\n');
-      reject(
-        new ForkdError(
-          'host_error',
-          `building forkd-agent with ${cc} failed${hint}: ${err.message.split('\n')[0]}${tail ? `\n${tail}` : ''}`,
-          { cause: err, details: { source, outPath } },
-        ),
-      );
-    });
-  });
+  await compileStatic('forkd-agent', sources, outPath, { flags: AGENT_CFLAGS, ...(opts.cc ? { cc: opts.cc } : {}) });
 }

@@ -22,6 +22,8 @@ export type NetBackend = { kind: 'none' } | { kind: 'tap'; ifname: string };
 
 export interface QemuSpec {
   binary: string;
+  /** argv prefix that starts QEMU (forkd-nothp under TCG); not part of QEMU's own argv. */
+  launcher?: string[];
   accel: Accel;
   layout: DeviceLayout;
   kernelPath: string;
@@ -50,10 +52,32 @@ export const AGENT_PORT_NAME = 'org.forkd.agent';
 /** The seccomp policy from the security model: no spawn, no setuid, no obsolete syscalls. */
 export const SANDBOX_ARG = 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny';
 
-export function kernelCmdline(accel: Accel, extra: readonly string[] = []): string {
+/**
+ * Guest kernel arguments that shrink what a restored child runs, chosen by measurement
+ * (bench/results/child-tuning.md): under TCG every kernel path a child takes is translated
+ * afresh in that child. TCG only: KVM hosts keep the kernel's defaults.
+ * - mitigations=off: TCG does not speculate, so the mitigations are pure cost (entry code).
+ * - nowatchdog nosoftlockup: a vCPU starved by a busy host is not a lockup; no watchdog timers.
+ * - psi=0 cgroup_disable=memory: no pressure or memcg accounting on every switch and fault.
+ * - lsm=capability: no AppArmor/TOMOYO hooks on every open and exec inside the sandbox (the
+ *   isolation boundary is the VM, not an LSM inside it).
+ */
+export const TCG_CHILD_TUNING = [
+  'mitigations=off',
+  'nowatchdog',
+  'nosoftlockup',
+  'psi=0',
+  'cgroup_disable=memory',
+  'lsm=capability',
+] as const;
+
+export function kernelCmdline(accel: Accel, extra: readonly string[] = [], opts: { tuned?: boolean } = {}): string {
   // Under TCG the guest can hang calibrating the TSC without these (QEMU-NOTES "Accelerator").
   const tcg = accel === 'tcg' ? ['tsc_early_khz=2000000', 'tsc=reliable', 'no_timer_check'] : [];
-  return ['console=ttyS0', 'panic=-1', 'quiet', 'loglevel=3', ...tcg, ...extra].join(' ');
+  const tuning = accel === 'tcg' && opts.tuned !== false ? TCG_CHILD_TUNING : [];
+  // The sandbox network is IPv4 only (allow-lists, NAT): no IPv6 autoconfiguration, whose
+  // timers every child of a young parent would otherwise run (DAD, router solicitations).
+  return ['console=ttyS0', 'panic=-1', 'quiet', 'loglevel=3', 'ipv6.disable=1', ...tcg, ...tuning, ...extra].join(' ');
 }
 
 /** The accelerator arguments, with a bounded TCG translation cache when one is asked for. */

@@ -10,6 +10,7 @@ import { aptInstallCommand, installPackages, missingPackages, REQUIRED_PACKAGES 
 import { ensureUser, isRoot } from '../../host/users.js';
 import { ensureKernel } from '../../image/kernel.js';
 import { buildImage } from '../../image/build.js';
+import { buildNothp } from '../../host/nothp.js';
 import { createProgress } from '../progress.js';
 import { EXIT_OK, type Command } from '../command.js';
 
@@ -87,6 +88,10 @@ export const setupCommand: Command = {
     await step('data-dir', () => ensureDataDir(config.dataDir));
     progress.done(`data dir ${config.dataDir}`);
 
+    // Root only: it goes to a host-wide libexec dir. Without it QEMU simply starts directly.
+    const launcher = isRoot() ? await step('qemu-launcher', () => buildNothp()) : null;
+    if (launcher) progress.done(`QEMU launcher ${launcher} (transparent huge pages off under TCG)`);
+
     const kernel = await step('kernel', () => ensureKernel({ dataDir: config.dataDir, onProgress }));
     progress.done(`kernel ${kernel.release}`);
 
@@ -100,7 +105,15 @@ export const setupCommand: Command = {
 
     const accel = await detectAccel(config.accelOverride);
     if (values.json) {
-      const result = { installed: missing, user, dataDir: config.dataDir, kernel, image: image ?? null, accel };
+      const result = {
+        installed: missing,
+        user,
+        dataDir: config.dataDir,
+        launcher,
+        kernel,
+        image: image ?? null,
+        accel,
+      };
       ctx.out(`${JSON.stringify(result, null, 2)}\n`);
     } else {
       ctx.out(`forkd is set up in ${config.dataDir}\n${accelSummary(accel)}\n`);

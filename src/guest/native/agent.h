@@ -158,6 +158,7 @@ extern char **environ;
 int64_t now_ms(void);
 int64_t now_ns(void);
 void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void debugmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *fail(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void send_raw(struct conn *c, uint8_t kind, uint64_t id, const uint8_t *d, size_t n);
 void send_w(struct conn *c, struct w *w);

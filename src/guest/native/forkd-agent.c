@@ -5,7 +5,7 @@
  * protocol limits whatever the host or a child sends.
  *
  *   forkd-agent [--device PATH | --listen PATH] [--hostname-file PATH] [--identity-log PATH]
- *               [--node PATH] [--js-worker PATH] [--python PATH] [--py-worker PATH]
+ *               [--node PATH] [--js-worker PATH] [--python PATH] [--py-worker PATH] [--verbose]
  *
  * Default transport: the virtio-serial port org.forkd.agent, found in /sys/class/virtio-ports.
  * --listen serves a Unix socket instead (host-side tests); --identity-log records entropy and
@@ -55,6 +55,20 @@ int64_t now_ns(void) {
 int64_t now_ms(void) { return now_ns() / 1000000; }
 
 void logmsg(const char *fmt, ...) {
+  char line[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "forkd-agent: %s\n", line);
+}
+
+/* Routine events (host connected, identity applied): only with --verbose. stderr is the serial
+ * console, and under TCG every console line costs a child thousands of freshly translated
+ * blocks of tty and 8250 driver code (measured: a line per identity was ~1/4 of its cost). */
+static bool g_verbose;
+void debugmsg(const char *fmt, ...) {
+  if (!g_verbose) return;
   char line[600];
   va_list ap;
   va_start(ap, fmt);
@@ -306,7 +320,7 @@ static const char *op_identity(struct conn *c, uint64_t id, const uint8_t *rec) 
   w_strn(w, "hostname", host.p, host.n);
   w_float(w, "clockStepMs", before - (double)wall);
   send_w(c, w);
-  logmsg("identity %s, clock stepped %.0f ms", g_sandbox_id ? g_sandbox_id : "?", before - (double)wall);
+  debugmsg("identity %s, clock stepped %.0f ms", g_sandbox_id ? g_sandbox_id : "?", before - (double)wall);
   return NULL;
 }
 
@@ -460,7 +474,7 @@ static void conn_down(struct conn *c, const char *why) {
     c->fd = -1;
     c->dead = true;
   }
-  logmsg("host disconnected (%s)", why);
+  debugmsg("host disconnected (%s)", why);
 }
 
 /* Parses buffered frames while the output queue has room; reads more if `readable`. */
@@ -523,7 +537,7 @@ static void port_check(void) {
     g_port->in.len += (size_t)k;
   }
   g_port->up = true;
-  logmsg("host connected");
+  debugmsg("host connected");
   conn_pump(g_port, false); /* frames already read above are served now, not at the next POLLIN */
 }
 
@@ -747,7 +761,7 @@ static void loop(void) {
         int fd;
         for (int k = nconns; k < MAX_LISTEN_CONNS && (fd = accept4(g_listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0; k++) {
           if (!conn_new(fd, false)) close(fd);
-          else logmsg("host connected");
+          else debugmsg("host connected");
         }
       } else if (s->t == S_CONN) {
         struct conn *c = s->p;
@@ -776,7 +790,7 @@ static void loop(void) {
 
 static int usage(void) {
   fprintf(stderr, "usage: forkd-agent [--device PATH | --listen PATH] [--hostname-file PATH] [--identity-log PATH]\n"
-                  "                   [--node PATH] [--js-worker PATH] [--python PATH] [--py-worker PATH]\n");
+                  "                   [--node PATH] [--js-worker PATH] [--python PATH] [--py-worker PATH] [--verbose]\n");
   return 2;
 }
 
@@ -785,6 +799,10 @@ int main(int argc, char **argv) {
   } /* fds 0..2 always open: pipes must never land there */
   for (int i = 1; i < argc; i++) {
     const char **opt = NULL, *a = argv[i];
+    if (strcmp(a, "--verbose") == 0) {
+      g_verbose = true;
+      continue;
+    }
     if (strcmp(a, "--listen") == 0) opt = &opt_listen;
     else if (strcmp(a, "--device") == 0) opt = &opt_device;
     else if (strcmp(a, "--hostname-file") == 0) opt = &opt_hostname_file;
