@@ -238,15 +238,18 @@ function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
       cleanup();
       resolve(Buffer.concat(chunks, size));
     };
+    // A body cut off (the client went away, broken chunked framing, the request deadline)
+    // is the client's error, not an internal one; and it must not leave this pending.
+    const cutOff = (why: string): ForkdError =>
+      new ForkdError('invalid_argument', `the request body was cut off before its end (${why})`);
     const onError = (err: Error): void => {
       cleanup();
-      reject(err);
+      reject(cutOff(messageOf(err)));
     };
-    // A connection cut mid-body (client gone, request timeout) must not leave this pending.
     const onClose = (): void => {
       if (req.readableEnded) return;
       cleanup();
-      reject(new ForkdError('unavailable', 'the client went away before the request body was complete'));
+      reject(cutOff('connection closed'));
     };
     req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
   });

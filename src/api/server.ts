@@ -44,6 +44,9 @@ export async function listen(
     : createHttpServer(options, handler);
   server.maxHeadersCount = MAX_HEADERS_COUNT;
   server.on('clientError', answerClientError);
+  // An Expect other than 100-continue: served as if absent (RFC 9110 allows it), instead of
+  // Node's bare 417 without the API's error body.
+  server.on('checkExpectation', handler);
   if (bind.kind === 'unix') await removeStaleSocket(bind.path);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -82,6 +85,8 @@ async function removeStaleSocket(path: string): Promise<void> {
  * closes. A socket already answering a request is only cut.
  */
 function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  // The parser reports its error again for every later chunk: answered once, then drained.
+  if (answered.has(socket)) return;
   const pending = (socket as { _httpMessage?: ServerResponse })._httpMessage;
   if (!socket.writable || err.code === 'ECONNRESET' || pending?.headersSent) {
     socket.destroy();
@@ -91,11 +96,12 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
   let message = `malformed HTTP request (${err.code ?? 'parse error'})`;
   if (err.code === 'HPE_HEADER_OVERFLOW') {
     code = 'headers_too_large';
-    message = 'request headers over the 16 KiB limit (or more than 100 of them)';
+    message = 'request line and headers over the 16 KiB limit';
   } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT' || err.code === 'ERR_HTTP_HEADERS_TIMEOUT') {
     code = 'request_timeout';
     message = 'the request (headers, then body) did not arrive within its deadline';
   }
+  answered.add(socket);
   const status = ERROR_CODES[code];
   // The audit record of a request cut mid-body then shows this status.
   if (pending) pending.statusCode = status;
@@ -104,8 +110,20 @@ function answerClientError(err: Error & { code?: string }, socket: Duplex): void
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n${body}`,
   );
-  setTimeout(() => socket.destroy(), 1000).unref();
+  // Read and drop what the client is still sending (bounded), so closing does not reset the
+  // connection and throw away the answer before the client has read it.
+  let dropped = 0;
+  socket.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > CLIENT_ERROR_DRAIN_BYTES) socket.destroy();
+  });
+  socket.resume();
+  setTimeout(() => socket.destroy(), CLIENT_ERROR_DRAIN_MS).unref();
 }
+
+const answered = new WeakSet<Duplex>();
+const CLIENT_ERROR_DRAIN_BYTES = 8 * 1024 * 1024;
+const CLIENT_ERROR_DRAIN_MS = 2000;
 
 const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
