@@ -316,14 +316,20 @@ function sendError(res: ServerResponse, err: unknown, requestId: string, logger:
   const req = res.req;
   if (!req.readableEnded) {
     res.setHeader('Connection', 'close');
+    // Node destroys a `Connection: close` socket as soon as the answer is written; with body
+    // bytes still arriving that is a reset, and the client can lose the answer before reading
+    // it (the fuzzer saw it). So the socket is only ended then (FIN), the rest of the body is
+    // read and dropped, and the socket goes once the client closes, past DRAIN_BYTES or DRAIN_MS.
+    const socket = req.socket;
+    socket.destroySoon = () => socket.end();
     let dropped = 0;
-    const timer = setTimeout(() => req.destroy(), DRAIN_MS);
+    const timer = setTimeout(() => socket.destroy(), DRAIN_MS);
     timer.unref();
     req.on('data', (chunk: Buffer) => {
       dropped += chunk.length;
-      if (dropped > DRAIN_BYTES) req.destroy();
+      if (dropped > DRAIN_BYTES) socket.destroy();
     });
-    req.once('close', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
     req.resume();
   }
   // 503s that ask to come back later say when (BRANCH over its concurrency cap).

@@ -380,10 +380,12 @@ describe('slow clients, big headers, wrong tokens', () => {
     assert.ok(audit.length > 0 && daemonLog.length > 0);
     assert.ok(!daemonLog.includes(TOKEN) && !audit.includes(TOKEN), 'the right token is logged nowhere');
     assert.ok(tokens.wrong.size > 100, `${tokens.wrong.size} wrong tokens tried`);
-    for (const w of tokens.wrong) {
-      assert.ok(!daemonLog.includes(w), `wrong token ${w} in the daemon log`);
-      assert.ok(!audit.includes(w), `wrong token ${w} in the audit log`);
-    }
+    // Every wrong token the tests sent is "wrong" + 16-40 letters and digits: one scan of each
+    // log finds any of them (a loop of includes() over 100,000 audit lines would not finish).
+    const anyWrong = /wrong[A-Za-z0-9]{16,40}/;
+    assert.ok([...tokens.wrong].every((w) => anyWrong.test(w)));
+    assert.doesNotMatch(daemonLog, anyWrong, 'a wrong token in the daemon log');
+    assert.doesNotMatch(audit, anyWrong, 'a wrong token in the audit log');
   });
 
   test('the daemon is still up, and a well-formed request still works', async () => {
