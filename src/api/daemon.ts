@@ -44,7 +44,7 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     process.stderr.write(`\n*** WARNING: ${w} ***\n\n`);
     logger.warn(w);
   }
-  const audit = AuditLog.open(cfg.auditLog, logger);
+  const audit = AuditLog.open(cfg.auditLog, logger, { version: FORKD_VERSION, data_dir: cfg.local.dataDir });
   const ctx = await createCoreContext(cfg.local, logger);
   const store = StateStore.open(cfg.local.dataDir);
   const qemu = qemuVersionString(ctx.facts.qemu);
@@ -106,7 +106,10 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     metrics,
     logger,
   });
-  const listening = await listen(posture.bind, posture.tls, pipeline);
+  const listening = await listen(posture.bind, posture.tls, pipeline, {
+    headersTimeoutMs: cfg.httpHeadersTimeoutMs,
+    requestTimeoutMs: cfg.httpRequestTimeoutMs,
+  });
   for (const note of posture.notes) logger.info(note);
   if (ctx.facts.accel.warning) logger.warn(`accelerator ${ctx.facts.accel.accel}: ${ctx.facts.accel.warning}`);
   // Always printed, whatever the log level: with --bind ...:0 it is how a caller learns the port.

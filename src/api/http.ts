@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { ForkdError, httpStatusOf, messageOf } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import type { AuditLog } from './audit.js';
-import { BearerAuth, type AuthOutcome } from './auth.js';
+import { AuthThrottle, BearerAuth, type AuthOutcome } from './auth.js';
 import type { Metrics } from './metrics.js';
 import { Router } from './router.js';
 import { describeErrors, type Operation } from './validation.js';
@@ -50,10 +50,13 @@ export interface PipelineDeps {
   audit: AuditLog;
   metrics: Metrics;
   logger: Logger;
+  /** Wrong-token throttle (default: 100 failures, then 1 a second, per client address). */
+  throttle?: AuthThrottle;
 }
 
 export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const router = new Router(deps.operations);
+  const throttle = deps.throttle ?? new AuthThrottle();
   for (const op of deps.operations)
     if (!deps.handlers[op.operationId]) throw new Error(`no handler for operation ${op.operationId}`);
   return (req, res) => {
@@ -90,6 +93,17 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
 
     const run = async (): Promise<void> => {
       auth = BearerAuth.exempt(method, path) ? 'exempt' : deps.auth.check(req.headers.authorization);
+      if (auth === 'invalid') {
+        const retryAfterSecs = throttle.fail(clientOf(req));
+        if (retryAfterSecs !== undefined) {
+          deps.metrics.authFailures.inc({ reason: 'throttled' });
+          throw new ForkdError(
+            'rate_limited',
+            `too many requests with a wrong bearer token from this address; retry after ${retryAfterSecs} s with the right one`,
+            { details: { retryAfterSecs } },
+          );
+        }
+      }
       if (auth === 'missing' || auth === 'invalid') {
         deps.metrics.authFailures.inc({ reason: auth });
         res.setHeader(
@@ -110,6 +124,8 @@ export function createPipeline(deps: PipelineDeps): (req: IncomingMessage, res: 
       }
       const { op, params } = match;
       route = op.template;
+      // The audit log fails closed: nothing that changes state runs while it cannot be written.
+      if (op.method !== 'get' && !deps.audit.available) throw deps.audit.unavailableError();
       for (const p of op.pathParams) {
         if (!p.validate(params[p.name])) {
           const code = p.name === 'tag' ? 'invalid_tag' : p.name === 'id' ? 'invalid_id' : 'invalid_argument';
@@ -209,7 +225,7 @@ function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
     const chunks: Buffer[] = [];
     let size = 0;
     const cleanup = (): void => {
-      req.off('data', onData).off('end', onEnd).off('error', onError);
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
     };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
@@ -222,11 +238,20 @@ function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
       cleanup();
       resolve(Buffer.concat(chunks, size));
     };
+    // A body cut off (the client went away, broken chunked framing, the request deadline)
+    // is the client's error, not an internal one; and it must not leave this pending.
+    const cutOff = (why: string): ForkdError =>
+      new ForkdError('invalid_argument', `the request body was cut off before its end (${why})`);
     const onError = (err: Error): void => {
       cleanup();
-      reject(err);
+      reject(cutOff(messageOf(err)));
     };
-    req.on('data', onData).once('end', onEnd).once('error', onError);
+    const onClose = (): void => {
+      if (req.readableEnded) return;
+      cleanup();
+      reject(cutOff('connection closed'));
+    };
+    req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
   });
 }
 
@@ -291,14 +316,20 @@ function sendError(res: ServerResponse, err: unknown, requestId: string, logger:
   const req = res.req;
   if (!req.readableEnded) {
     res.setHeader('Connection', 'close');
+    // Node destroys a `Connection: close` socket as soon as the answer is written; with body
+    // bytes still arriving that is a reset, and the client can lose the answer before reading
+    // it (the fuzzer saw it). So the socket is only ended then (FIN), the rest of the body is
+    // read and dropped, and the socket goes once the client closes, past DRAIN_BYTES or DRAIN_MS.
+    const socket = req.socket;
+    socket.destroySoon = () => socket.end();
     let dropped = 0;
-    const timer = setTimeout(() => req.destroy(), DRAIN_MS);
+    const timer = setTimeout(() => socket.destroy(), DRAIN_MS);
     timer.unref();
     req.on('data', (chunk: Buffer) => {
       dropped += chunk.length;
-      if (dropped > DRAIN_BYTES) req.destroy();
+      if (dropped > DRAIN_BYTES) socket.destroy();
     });
-    req.once('close', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
     req.resume();
   }
   // 503s that ask to come back later say when (BRANCH over its concurrency cap).
@@ -308,6 +339,11 @@ function sendError(res: ServerResponse, err: unknown, requestId: string, logger:
     json: body,
     ...(typeof retryAfter === 'number' ? { headers: { 'Retry-After': String(retryAfter) } } : {}),
   });
+}
+
+/** The throttle's key: the peer address without its port (one key for a unix socket). */
+function clientOf(req: IncomingMessage): string {
+  return req.socket.remoteAddress ?? 'unix';
 }
 
 function remoteOf(req: IncomingMessage): string {

@@ -52,6 +52,10 @@ export interface ControllerConfig {
   readonly insecureNoTls: boolean;
   /** Egress policy of a per_child_netns sandbox whose spawn names none (allow-lists are per spawn only). */
   readonly defaultEgress: DefaultEgress;
+  /** A client must have sent all request headers within this (FORKD_HTTP_HEADERS_TIMEOUT_MS). */
+  readonly httpHeadersTimeoutMs: number;
+  /** ... and the whole request, body included, within this (FORKD_HTTP_REQUEST_TIMEOUT_MS). */
+  readonly httpRequestTimeoutMs: number;
 }
 
 export type DefaultEgress = 'allow' | 'deny';
@@ -76,6 +80,9 @@ export const DEFAULT_BIND = '127.0.0.1:8889';
 export const DEFAULT_AUDIT_LOG = '/var/log/forkd/audit.log';
 export const DEFAULT_BRANCH_CONCURRENCY = 4;
 export const DEFAULT_MAX_SANDBOXES = 1000;
+export const DEFAULT_HTTP_HEADERS_TIMEOUT_MS = 10_000;
+/** Receiving a request: a 64 MiB upload on a slow link; responses may stream longer. */
+export const DEFAULT_HTTP_REQUEST_TIMEOUT_MS = 300_000;
 
 export function loadControllerConfig(flags: ControllerFlags = {}): ControllerConfig {
   const local = loadLocalConfig({ dataDir: flags.dataDir });
@@ -102,7 +109,26 @@ export function loadControllerConfig(flags: ControllerFlags = {}): ControllerCon
     killOnExit: flags.killOnExit ?? false,
     insecureNoTls: flags.insecureNoTls ?? false,
     defaultEgress: egressSetting(flags.defaultEgress ?? env('FORKD_DEFAULT_EGRESS')),
+    ...httpTimeouts(),
   });
+}
+
+/** Tuning knobs without flags (tests use short ones): 100 ms to 1 h, headers <= request. */
+function httpTimeouts(): { httpHeadersTimeoutMs: number; httpRequestTimeoutMs: number } {
+  const ms = (name: string, def: number): number => {
+    const raw = env(name);
+    if (raw === undefined) return def;
+    const n = /^\d{1,7}$/.test(raw) ? Number(raw) : NaN;
+    if (!(n >= 100 && n <= 3_600_000))
+      throw new ForkdError(
+        'invalid_argument',
+        `${name} must be milliseconds from 100 to 3600000, got ${JSON.stringify(raw.slice(0, 64))}`,
+      );
+    return n;
+  };
+  const request = ms('FORKD_HTTP_REQUEST_TIMEOUT_MS', DEFAULT_HTTP_REQUEST_TIMEOUT_MS);
+  const headers = Math.min(ms('FORKD_HTTP_HEADERS_TIMEOUT_MS', DEFAULT_HTTP_HEADERS_TIMEOUT_MS), request);
+  return { httpHeadersTimeoutMs: headers, httpRequestTimeoutMs: request };
 }
 
 function egressSetting(raw: string | undefined): DefaultEgress {

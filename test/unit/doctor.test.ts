@@ -80,7 +80,7 @@ void describe('doctor rendering and exit code', () => {
   void it('has the checks the issue asks for, each name once', () => {
     const names = CHECKS.map((c) => c.name);
     assert.equal(new Set(names).size, names.length);
-    for (const n of ['platform', 'qemu', 'accel', 'cgroups', 'netns', 'kernel', 'image', 'disk']) {
+    for (const n of ['platform', 'qemu', 'accel', 'cgroups', 'netns', 'data-dir-access', 'kernel', 'image', 'disk']) {
       assert.ok(names.includes(n), n);
     }
   });

@@ -15,6 +15,7 @@ import { formatBytes, freeSpace, GIB } from '../../host/disk.js';
 import { detectNetns, systemToolStatus } from '../../host/netns-detect.js';
 import { QEMU_BINARY, qemuHasSandbox, qemuMachines, qemuVersion } from '../../host/qemu-version.js';
 import { lookupUser, useraddArgs } from '../../host/users.js';
+import { findUnreachable, groupsOf, unreachableMessage } from '../../host/data-dir-access.js';
 import { findKernel } from '../../image/kernel.js';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../command.js';
 
@@ -147,6 +148,18 @@ export const CHECKS: readonly Check[] = [
     },
   },
   {
+    // QEMU runs as the VM user: every directory down to the data dir must let it through.
+    name: 'data-dir-access',
+    run: async ({ dataDir, vmUser }) => {
+      const user = await lookupUser(vmUser);
+      if (!user) return warn(`not checked: user ${vmUser} does not exist (see vm-user)`);
+      const id = { name: user.name, uid: user.uid, gids: await groupsOf(user) };
+      const u = await findUnreachable(dataDir, id);
+      if (!u) return pass(`${vmUser} can traverse every directory down to ${dataDir}`);
+      return fail(unreachableMessage(dataDir, id, u), `chmod ${u.who}+x ${u.dir}, or move the data dir`);
+    },
+  },
+  {
     name: 'gcc',
     run: async (env) => {
       const gcc = await systemToolStatus('gcc', ['--version']);
@@ -233,7 +246,7 @@ export function doctorReport(results: CheckResult[], accel: AccelDecision): Doct
 
 export const doctorCommand: Command = {
   name: 'doctor',
-  summary: 'Check this host: QEMU, accelerator, cgroups, netns, VM user, kernel, image, disk',
+  summary: 'Check this host: QEMU, accelerator, cgroups, netns, VM user, data dir access, kernel, image, disk',
   usage: 'doctor [--json] [--data-dir DIR]',
   async run(argv, ctx) {
     const { values } = parseArgs({

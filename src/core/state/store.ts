@@ -114,19 +114,27 @@ export class StateStore {
     mkdirSync(dataDir, { recursive: true, mode: 0o755 });
     const path = join(dataDir, 'forkd.db');
     let db: Database.Database;
+    let opened: Database.Database | undefined;
     try {
-      db = new Database(path, { timeout: 0 });
+      db = opened = new Database(path, { timeout: 0 });
       db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.exec('BEGIN IMMEDIATE; COMMIT');
+      // A file that has a database header but damaged pages opens fine; read it all once
+      // before anything writes to it (the file is small: rows, no blobs).
+      const check = db.pragma('quick_check', { simple: true }) as string;
+      if (check !== 'ok') throw Object.assign(new Error(`quick_check: ${check}`), { code: 'SQLITE_CORRUPT' });
     } catch (err) {
-      const busy = (err as { code?: string }).code === 'SQLITE_BUSY';
+      opened?.close();
+      const code = (err as { code?: string }).code;
       throw new ForkdError(
-        busy ? 'conflict' : 'host_error',
-        busy
+        code === 'SQLITE_BUSY' ? 'conflict' : 'host_error',
+        code === 'SQLITE_BUSY'
           ? `${path} is locked: another forkd-controller uses the data dir ${dataDir}; stop it or pick another --data-dir`
-          : `cannot open the state database ${path}: ${messageOf(err)}`,
+          : code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT'
+            ? `the state database ${path} is damaged (${messageOf(err).split('\n')[0]}); it was left as it is: move it aside (forkd starts a new one, forgetting sandboxes and snapshot builds it recorded) or restore it from a backup`
+            : `cannot open the state database ${path}: ${messageOf(err)}`,
         { cause: err },
       );
     }
