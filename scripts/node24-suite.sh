@@ -55,7 +55,7 @@ cp -r "$repo/dist" "$repo/docs" "$repo/src" "$repo/package.json" "$tree/"
 
 cd "$tree"
 units=$(find dist/test/unit -name '*.test.js' | sort)
-integration="dist/test/integration/controller-api.test.js dist/test/integration/startup-faults.test.js dist/test/integration/audit-runtime.test.js dist/test/integration/http-fuzz.test.js"
+integration="dist/test/integration/fork.test.js dist/test/integration/controller-api.test.js dist/test/integration/startup-faults.test.js dist/test/integration/audit-runtime.test.js dist/test/integration/http-fuzz.test.js"
 echo "== node24: unit suite and the daemon suites without guests"
 # shellcheck disable=SC2086
 # A test that hangs fails after 2 minutes instead of holding the CI run; a file whose tests are

@@ -1,6 +1,7 @@
 // Runs the compiled tests with Node's built-in runner and prints its summary.
 // `--unit` runs only test/unit. Integration tests boot real QEMU guests, so files run one at a
-// time (concurrency 1): two cores cannot host several TCG test fleets at once.
+// time (concurrency 1): two cores cannot host several TCG test fleets at once. A test that
+// hangs fails after 20 minutes instead of holding CI to its limit.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -31,7 +32,7 @@ if (files.length === 0) {
 }
 const only = process.env.FORKD_TEST_ONLY;
 const selected = only ? files.filter((f) => f.includes(only)) : files;
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...selected], {
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=1200000', '--test-reporter=spec', ...selected], {
   stdio: 'inherit',
 });
 process.exit(result.status ?? 1);
