@@ -32,7 +32,11 @@ if (files.length === 0) {
 }
 const only = process.env.FORKD_TEST_ONLY;
 const selected = only ? files.filter((f) => f.includes(only)) : files;
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-timeout=1200000', '--test-reporter=spec', ...selected], {
-  stdio: 'inherit',
-});
+const result = spawnSync(
+  process.execPath,
+  ['--test', '--test-concurrency=1', '--test-timeout=1200000', '--test-reporter=spec', ...selected],
+  {
+    stdio: 'inherit',
+  },
+);
 process.exit(result.status ?? 1);
