@@ -24,6 +24,8 @@ const USAGE = `usage: forkd-controller serve [options]
   --kill-on-exit           stop every sandbox on SIGTERM/SIGINT (default: they keep running and
                            the next daemon re-adopts them)
   --insecure-no-tls        allow plain HTTP on a non-loopback address (behind a TLS proxy only)
+  --node-name NAME         this node's name for a gateway; its 3-character key starts every
+                           sandbox id (FORKD_NODE_NAME, default: the host name)
 `;
 
 function refuse(lines: string[]): number {
@@ -50,6 +52,7 @@ async function main(argv: string[]): Promise<number> {
         'default-egress': { type: 'string' },
         'kill-on-exit': { type: 'boolean' },
         'insecure-no-tls': { type: 'boolean' },
+        'node-name': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -111,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
       defaultEgress: v['default-egress'],
       killOnExit: v['kill-on-exit'],
       insecureNoTls: v['insecure-no-tls'],
+      nodeName: v['node-name'],
     });
     daemon = await startDaemon(cfg);
   } catch (err) {

@@ -1,5 +1,6 @@
 // The only file that reads process.env (STYLE rule 7). Everything else receives a frozen,
 // typed config object. Units are in the names.
+import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { ForkdError } from './errors.js';
 import type { LogLevel } from './log.js';
@@ -52,6 +53,8 @@ export interface ControllerConfig {
   readonly insecureNoTls: boolean;
   /** Egress policy of a per_child_netns sandbox whose spawn names none (allow-lists are per spawn only). */
   readonly defaultEgress: DefaultEgress;
+  /** This node's name for a gateway (its key goes into every sandbox id); default: the host name. */
+  readonly nodeName: string;
 }
 
 export type DefaultEgress = 'allow' | 'deny';
@@ -70,6 +73,7 @@ export interface ControllerFlags {
   killOnExit?: boolean | undefined;
   insecureNoTls?: boolean | undefined;
   defaultEgress?: string | undefined;
+  nodeName?: string | undefined;
 }
 
 export const DEFAULT_BIND = '127.0.0.1:8889';
@@ -102,7 +106,16 @@ export function loadControllerConfig(flags: ControllerFlags = {}): ControllerCon
     killOnExit: flags.killOnExit ?? false,
     insecureNoTls: flags.insecureNoTls ?? false,
     defaultEgress: egressSetting(flags.defaultEgress ?? env('FORKD_DEFAULT_EGRESS')),
+    nodeName: nodeNameSetting(flags.nodeName ?? env('FORKD_NODE_NAME') ?? hostname()),
   });
+}
+
+function nodeNameSetting(raw: string): string {
+  if (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(raw)) return raw;
+  throw new ForkdError(
+    'invalid_argument',
+    `--node-name must be 1-253 of A-Z a-z 0-9 _ . -, starting with a letter or digit, got ${JSON.stringify(raw.slice(0, 64))}`,
+  );
 }
 
 function egressSetting(raw: string | undefined): DefaultEgress {

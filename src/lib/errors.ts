@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   corrupt_snapshot: 422,
   busy: 503,
   unavailable: 503,
+  /** The spawn asks for an isolation feature this daemon's host or privileges do not allow. */
+  feature_unavailable: 503,
   insufficient_storage: 507,
   timeout: 504,
   boot_failed: 500,

@@ -51,6 +51,7 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
         ancestors: true,
         dependents: true,
         in_use_by: true,
+        nodes: true,
       } satisfies Record<keyof SnapshotInfo, true>),
     ],
     [
@@ -72,6 +73,7 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
         metadata: true,
         reason: true,
         warnings: true,
+        node: true,
       } satisfies Record<keyof SandboxInfo, true>),
     ],
     [
@@ -176,6 +178,7 @@ test('the SDK knows every API error code', () => {
     corrupt_snapshot: true,
     busy: true,
     unavailable: true,
+    feature_unavailable: true,
     insufficient_storage: true,
     timeout: true,
     boot_failed: true,
