@@ -10,6 +10,7 @@ import { startDaemon, type Daemon } from '../api/daemon.js';
 import { StartupRefusal } from '../api/posture.js';
 
 const USAGE = `usage: forkd-controller serve [options]
+       forkd-controller gateway [options]   (many hosts: see forkd-controller gateway --help)
 
   --bind ADDR              IP:PORT, [IPv6]:PORT or unix:/path (FORKD_BIND, default 127.0.0.1:8889)
   --data-dir DIR           images, snapshots, run dirs, forkd.db (FORKD_DATA_DIR, default /var/lib/forkd)
@@ -34,6 +35,7 @@ function refuse(lines: string[]): number {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'gateway') return (await import('../gateway/main.js')).gatewayMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
