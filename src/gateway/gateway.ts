@@ -27,7 +27,7 @@ import { listen } from '../api/server.js';
 import { compileOperations, STREAM_TYPE } from '../api/validation.js';
 import { NodeClient, nodeError, readText } from './node-client.js';
 import { NodeSet, type NodeState, type SandboxJson } from './nodes.js';
-import { bestOf, placementPool, sample, type Candidate } from './placement.js';
+import { bestOf, freeSlots, placementPool, sample, type Candidate } from './placement.js';
 
 export interface Gateway {
   address: string;
@@ -369,6 +369,53 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
     return p;
   };
 
+  /**
+   * Best of K on fresh capacity: draw K from the pool the cached view allows, ask those K for
+   * their capacity now (so concurrent spawns see each other), and take the best that still
+   * has room; if none has, the cache was stale: recompute the pool (bounded).
+   */
+  const choose = async (ask: {
+    tag: string;
+    n: number;
+    features: string[];
+  }): Promise<{ target: NodeState; source: NodeState | undefined }> => {
+    for (let attempt = 0; ; attempt++) {
+      const up = await upOrThrow();
+      let chosen: ReturnType<typeof placementPool>;
+      try {
+        chosen = placementPool(up.map(candidate), ask);
+      } catch (err) {
+        // "No room" on cached capacity may be stale (sandboxes deleted since): ask every node once.
+        if (!(err instanceof ForkdError && err.code === 'busy') || attempt > 0) throw err;
+        await Promise.all(up.map((n) => nodes.refreshInfo(n).catch(() => undefined)));
+        continue;
+      }
+      const { pool, holders, source } = chosen;
+      const drawn = sample(pool, deps.placementK);
+      const fresh = await Promise.all(
+        drawn.map((c) => {
+          const n = nodes.get(c.id)!;
+          return nodes.refreshInfo(n).then(
+            () => candidate(n),
+            () => undefined,
+          );
+        }),
+      );
+      const fit = fresh.filter(
+        (c): c is Candidate =>
+          c !== undefined &&
+          freeSlots(c) >= ask.n &&
+          ask.features.every((f) => c.features[f] === true) &&
+          (!holders || c.snapshots.includes(ask.tag)),
+      );
+      if (fit.length > 0) {
+        const target = nodes.get(bestOf(fit).id)!;
+        return { target, source: holders ? undefined : nodes.get(source!) };
+      }
+      if (attempt >= 3) throw new ForkdError('busy', `no node has room for ${ask.n} more sandbox(es) right now; retry`);
+    }
+  };
+
   return {
     healthz: () => Promise.resolve({ status: 200, json: { ok: true } }),
     version: async () => {
@@ -543,25 +590,9 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
     },
     createSandboxes: async ({ body, signal }) => {
       const b = body as Record<string, unknown> & { snapshot_tag: string; n: number };
-      const up = await upOrThrow();
-      const { pool, holders, source } = placementPool(up.map(candidate), {
-        tag: b.snapshot_tag,
-        n: b.n,
-        features: featuresOf(b),
-      });
-      // Fresh capacity of the K drawn, so concurrent spawns see each other's sandboxes.
-      const drawn = sample(pool, deps.placementK);
-      const fresh = await Promise.all(
-        drawn.map((c) => {
-          const n = nodes.get(c.id)!;
-          return nodes.refreshInfo(n).then(
-            () => candidate(n),
-            () => c,
-          );
-        }),
-      );
-      const target = nodes.get(bestOf(fresh).id)!;
-      if (!holders) await transfer(b.snapshot_tag, nodes.get(source!)!, target);
+      const ask = { tag: b.snapshot_tag, n: b.n, features: featuresOf(b) };
+      const { target, source } = await choose(ask);
+      if (source) await transfer(b.snapshot_tag, source, target);
       target.pending += b.n;
       let created: { sandboxes: SandboxJson[]; warnings: string[] };
       try {
@@ -572,6 +603,8 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
         target.pending -= b.n;
       }
       for (const s of created.sandboxes) remember(s.id, target);
+      // Until the next health round refreshes it.
+      if (target.info) target.info.sandboxes.active += created.sandboxes.length;
       return {
         status: 201,
         json: { ...created, sandboxes: created.sandboxes.map((s) => ({ ...s, node: label(target) })) },
@@ -581,6 +614,7 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
       const n = await upNodeOf(call.params.id!);
       const r = await forward(call, n);
       idCache.delete(call.params.id!);
+      if (call.res.statusCode === 204 && n.info) n.info.sandboxes.active = Math.max(0, n.info.sandboxes.active - 1);
       return r;
     },
     branchSandbox: async (call) => forward(call, await upNodeOf(call.params.id!)),

@@ -1,0 +1,247 @@
+// Many hosts, with real guests, kept small: three node daemons as three "hosts" (each on its
+// own loopback address 127.0.0.2-4 with its own data dir and --max-sandboxes 2 — one machine,
+// not network namespaces: see docs/ARCHITECTURE.md "Many hosts") and two gateways.
+//   - a snapshot is built on node-1 only; 6 spawns through gateway A fill node-1, then the
+//     gateway moves the snapshot (verified pack) to node-2 and node-3 and fills them: 2 each;
+//   - exec through either gateway reaches the right guest (it answers its own id as hostname);
+//   - kill -9 of node-3: both gateways mark it down within the stated bound, list its
+//     sandboxes as lost, and new spawns go to the two nodes left;
+//   - node-3 restarted re-adopts its sandboxes (they outlived the daemon) and they are deleted.
+// Skips, saying why, when the test image cannot be built (e.g. the guest agent mid-rewrite).
+import { strict as assert } from 'node:assert';
+import { chmod, link, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { messageOf } from '../../src/lib/errors.js';
+import { api, startDaemon, type DaemonProcess } from '../helpers/controller.js';
+import { ensureImage, TEST_DATA_DIR } from '../helpers/env.js';
+
+const TOKEN = 'multinode-test-token-0123456789abcdef';
+const INTERVAL_MS = 500;
+const TIMEOUT_MS = 500;
+const DOWN_AFTER = 2;
+/** The stated detection bound: interval x down-after + timeout (+ 1.5 s of scheduling slack). */
+const DETECT_BOUND_MS = INTERVAL_MS * DOWN_AFTER + TIMEOUT_MS + 1500;
+
+interface Host {
+  name: string;
+  address: string;
+  dataDir: string;
+  port: number;
+  proc: DaemonProcess;
+  url: string;
+}
+
+interface Sb {
+  id: string;
+  node: string;
+  state: string;
+}
+
+let skipReason: string | undefined;
+
+void describe('many hosts: three node daemons, two gateways, real guests', { timeout: 900_000 }, () => {
+  let root = '';
+  let tokenFile = '';
+  const hosts: Host[] = [];
+  const gateways: DaemonProcess[] = [];
+  let spawned: Sb[] = [];
+
+  const startHost = async (name: string, address: string, dataDir: string, port = 0): Promise<Host> => {
+    const proc = await startDaemon([
+      'serve',
+      '--bind',
+      `${address}:${port}`,
+      '--data-dir',
+      dataDir,
+      '--audit-log',
+      join(root, `${name}.audit.log`),
+      '--token-file',
+      tokenFile,
+      '--node-name',
+      name,
+      '--max-sandboxes',
+      '2',
+    ]);
+    return { name, address, dataDir, port: Number(proc.address.split(':').pop()), proc, url: proc.baseUrl };
+  };
+  const gw = (i: number, method: string, path: string, json?: unknown) =>
+    api(gateways[i]!.baseUrl, method, path, { token: TOKEN, ...(json === undefined ? {} : { json }) });
+  const nodeUp = async (i: number, name: string, up: boolean): Promise<boolean> =>
+    (await gw(i, 'GET', '/metrics')).text.includes(`forkd_gateway_node_up{node="${name}"} ${up ? 1 : 0}`);
+
+  before(async () => {
+    try {
+      await ensureImage('default');
+    } catch (err) {
+      skipReason = `the default test image cannot be built here: ${messageOf(err).split('\n')[0]}`;
+      return;
+    }
+    root = await mkdtemp(join(tmpdir(), 'forkd-multi-'));
+    await chmod(root, 0o755); // QEMU (the VM user) traverses to the snapshot files
+    tokenFile = join(root, 'token');
+    await writeFile(tokenFile, TOKEN, { mode: 0o600 });
+    for (const [i, name] of ['node-1', 'node-2', 'node-3'].entries()) {
+      const dataDir = join(root, name);
+      const img = join(dataDir, 'images', 'default');
+      await mkdir(img, { recursive: true, mode: 0o755 });
+      const src = join(TEST_DATA_DIR, 'images', 'default');
+      for (const f of await readdir(src)) await link(join(src, f), join(img, f));
+      hosts.push(await startHost(name, `127.0.0.${i + 2}`, dataDir));
+    }
+    for (let i = 0; i < 2; i++)
+      gateways.push(
+        await startDaemon([
+          'gateway',
+          '--bind',
+          '127.0.0.1:0',
+          '--nodes',
+          hosts.map((h) => h.url).join(','),
+          '--token-file',
+          tokenFile,
+          '--audit-log',
+          join(root, `gateway-${i}.audit.log`),
+          '--health-interval-ms',
+          String(INTERVAL_MS),
+          '--health-timeout-ms',
+          String(TIMEOUT_MS),
+          '--down-after',
+          String(DOWN_AFTER),
+          '--placement-k',
+          '3',
+        ]),
+      );
+  });
+  after(async () => {
+    if (skipReason) return;
+    // Whatever is left: delete through the nodes themselves, then stop everything.
+    for (const h of hosts) {
+      const list = await api(h.url, 'GET', '/v1/sandboxes', { token: TOKEN }).catch(() => undefined);
+      for (const s of (list?.json as { sandboxes?: Sb[] } | undefined)?.sandboxes ?? [])
+        await api(h.url, 'DELETE', `/v1/sandboxes/${s.id}`, { token: TOKEN }).catch(() => undefined);
+    }
+    for (const g of gateways) await g.stop();
+    for (const h of hosts) await h.proc.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  void it('builds a snapshot on node-1 only', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const r = await api(hosts[0]!.url, 'POST', '/v1/snapshots', {
+      token: TOKEN,
+      json: { tag: 'mn-base', image: 'default', mem_mib: 256 },
+    });
+    assert.equal(r.status, 202, r.text);
+    for (;;) {
+      const s = await api(hosts[0]!.url, 'GET', '/v1/snapshots/mn-base', { token: TOKEN });
+      const status = (s.json as { status: string; error: string | null }).status;
+      if (status === 'ready') break;
+      assert.notEqual(status, 'failed', s.text);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    // Both gateways see it, on node-1 alone.
+    for (const i of [0, 1]) {
+      const seen = await gw(i, 'GET', '/v1/snapshots/mn-base');
+      assert.deepEqual((seen.json as { nodes: string[] }).nodes, ['node-1']);
+    }
+  });
+
+  void it('6 spawns through one gateway spread 2-2-2, the snapshot pulled (verified) to the other nodes', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    for (let i = 0; i < 6; i++) {
+      const r = await gw(0, 'POST', '/v1/sandboxes', { snapshot_tag: 'mn-base' });
+      assert.equal(r.status, 201, r.text);
+      const sb = (r.json as { sandboxes: Sb[] }).sandboxes[0]!;
+      assert.equal(sb.state, 'running');
+      spawned.push(sb);
+    }
+    const per = new Map<string, number>();
+    for (const s of spawned) per.set(s.node, (per.get(s.node) ?? 0) + 1);
+    assert.deepEqual([...per.entries()].sort(), [
+      ['node-1', 2],
+      ['node-2', 2],
+      ['node-3', 2],
+    ]);
+    const snap = await gw(1, 'GET', '/v1/snapshots/mn-base');
+    assert.deepEqual((snap.json as { nodes: string[] }).nodes.sort(), ['node-1', 'node-2', 'node-3']);
+    // The receiving node checked the pack's sha256 and every file's digest before publishing it.
+    const [a, b] = await Promise.all(
+      [0, 1].map((i) => api(hosts[i]!.url, 'GET', '/v1/snapshots/mn-base', { token: TOKEN })),
+    );
+    assert.equal(
+      (a!.json as { logical_bytes: number }).logical_bytes,
+      (b!.json as { logical_bytes: number }).logical_bytes,
+    );
+  });
+
+  void it('exec through either gateway reaches the right guest', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    for (const [i, s] of spawned.entries()) {
+      const r = await gw(i % 2, 'POST', `/v1/sandboxes/${s.id}/exec`, { cmd: 'hostname' });
+      assert.equal(r.status, 200, r.text);
+      assert.equal((r.json as { stdout: string }).stdout.trim(), s.id);
+      assert.equal(r.headers['x-forkd-node'], s.node);
+    }
+  });
+
+  void it('kill -9 of node-3: down within the bound on both gateways, its sandboxes lost, new spawns on the two left', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const h3 = hosts[2]!;
+    const t0 = Date.now();
+    h3.proc.proc.kill('SIGKILL');
+    await h3.proc.stop();
+    for (const i of [0, 1]) {
+      while (!(await nodeUp(i, 'node-3', false))) {
+        assert.ok(Date.now() - t0 < DETECT_BOUND_MS + 10_000, 'not marked down');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const ms = Date.now() - t0;
+      t.diagnostic(`gateway ${i}: node-3 marked down ${ms} ms after kill -9 (bound ${DETECT_BOUND_MS} ms)`);
+      assert.ok(ms <= DETECT_BOUND_MS, `gateway ${i}: node-3 marked down after ${ms} ms (bound ${DETECT_BOUND_MS})`);
+    }
+    for (const i of [0, 1]) {
+      const list = await gw(i, 'GET', '/v1/sandboxes');
+      const rows = (list.json as { sandboxes: Sb[] }).sandboxes;
+      const lost = rows.filter((s) => s.state === 'lost').map((s) => s.id);
+      assert.deepEqual(
+        lost.sort(),
+        spawned
+          .filter((s) => s.node === 'node-3')
+          .map((s) => s.id)
+          .sort(),
+      );
+      assert.equal(rows.filter((s) => s.state === 'running').length, 4);
+    }
+    // Make room on node-1 and node-2, then spawn twice: never on node-3.
+    for (const node of ['node-1', 'node-2']) {
+      const victim = spawned.find((s) => s.node === node)!;
+      assert.equal((await gw(1, 'DELETE', `/v1/sandboxes/${victim.id}`)).status, 204);
+      spawned = spawned.filter((s) => s !== victim);
+    }
+    for (let i = 0; i < 2; i++) {
+      const r = await gw(1, 'POST', '/v1/sandboxes', { snapshot_tag: 'mn-base' });
+      assert.equal(r.status, 201, r.text);
+      const sb = (r.json as { sandboxes: Sb[] }).sandboxes[0]!;
+      assert.notEqual(sb.node, 'node-3');
+      spawned.push(sb);
+    }
+    // A third has nowhere to go: the two left are full.
+    const full = await gw(0, 'POST', '/v1/sandboxes', { snapshot_tag: 'mn-base' });
+    assert.equal(full.status, 503, full.text);
+  });
+
+  void it('node-3 back: up again, its sandboxes (which outlived its daemon) running and reachable', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const h3 = hosts[2]!;
+    hosts[2] = await startHost(h3.name, h3.address, h3.dataDir, h3.port);
+    for (const i of [0, 1]) while (!(await nodeUp(i, 'node-3', true))) await new Promise((r) => setTimeout(r, 50));
+    for (const s of spawned.filter((x) => x.node === 'node-3')) {
+      const r = await gw(0, 'POST', `/v1/sandboxes/${s.id}/exec`, { cmd: 'hostname' });
+      assert.equal(r.status, 200, r.text);
+      assert.equal((r.json as { stdout: string }).stdout.trim(), s.id);
+    }
+    for (const s of spawned) assert.equal((await gw(1, 'DELETE', `/v1/sandboxes/${s.id}`)).status, 204);
+    assert.deepEqual((await gw(0, 'GET', '/v1/sandboxes')).json, { sandboxes: [] });
+  });
+});
