@@ -385,8 +385,10 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
       try {
         chosen = placementPool(up.map(candidate), ask);
       } catch (err) {
-        // "No room" on cached capacity may be stale (sandboxes deleted since): ask every node once.
-        if (!(err instanceof ForkdError && err.code === 'busy') || attempt > 0) throw err;
+        // A refusal on cached capacity may be stale (a snapshot just made, sandboxes deleted
+        // since the last health round): ask every node once, then decide.
+        const stale = err instanceof ForkdError && ['busy', 'not_found', 'feature_unavailable'].includes(err.code);
+        if (!stale || attempt > 0) throw err;
         await Promise.all(up.map((n) => nodes.refreshInfo(n).catch(() => undefined)));
         continue;
       }

@@ -6,7 +6,9 @@
 //   - exec through either gateway reaches the right guest (it answers its own id as hostname);
 //   - kill -9 of node-3: both gateways mark it down within the stated bound, list its
 //     sandboxes as lost, and new spawns go to the two nodes left;
-//   - node-3 restarted re-adopts its sandboxes (they outlived the daemon) and they are deleted.
+//   - node-3 restarted re-adopts its sandboxes (they outlived the daemon) and they are deleted;
+//   - the SDK through a gateway: create, streamed exec, files; BRANCH lands on the sandbox's
+//     node and a spawn from the branch is placed there.
 // Skips, saying why, when the test image cannot be built (e.g. the guest agent mid-rewrite).
 import { strict as assert } from 'node:assert';
 import { chmod, link, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +17,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { messageOf } from '../../src/lib/errors.js';
 import { api, startDaemon, type DaemonProcess } from '../helpers/controller.js';
+import { Sandbox } from '../../src/sdk/index.js';
 import { ensureImage, TEST_DATA_DIR } from '../helpers/env.js';
 
 const TOKEN = 'multinode-test-token-0123456789abcdef';
@@ -242,6 +245,33 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
       assert.equal((r.json as { stdout: string }).stdout.trim(), s.id);
     }
     for (const s of spawned) assert.equal((await gw(1, 'DELETE', `/v1/sandboxes/${s.id}`)).status, 204);
+    assert.deepEqual((await gw(0, 'GET', '/v1/sandboxes')).json, { sandboxes: [] });
+  });
+
+  void it('the SDK works through a gateway unchanged: create, streamed exec, files, BRANCH, kill', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const sb = await Sandbox.create({ url: gateways[1]!.baseUrl, token: TOKEN, snapshot: 'mn-base' });
+    try {
+      const out = await sb.commands.run('hostname');
+      assert.equal(out.stdout.trim(), sb.id);
+      await sb.files.write('/tmp/x.txt', 'through the gateway');
+      assert.equal(await sb.files.readText('/tmp/x.txt'), 'through the gateway');
+      // BRANCH through gateway B lands on the sandbox's node; gateway A spawns from it there.
+      const br = await gw(1, 'POST', `/v1/sandboxes/${sb.id}/branch`, { tag: 'mn-branch' });
+      assert.equal(br.status, 201, br.text);
+      const node = (await gw(0, 'GET', `/v1/sandboxes/${sb.id}`)).json as Sb;
+      const snap = await gw(0, 'GET', '/v1/snapshots/mn-branch');
+      assert.deepEqual((snap.json as { nodes: string[] }).nodes, [node.node]);
+      const child = await gw(0, 'POST', '/v1/sandboxes', { snapshot_tag: 'mn-branch' });
+      assert.equal(child.status, 201, child.text);
+      const c = (child.json as { sandboxes: Sb[] }).sandboxes[0]!;
+      assert.equal(c.node, node.node, 'placed where the snapshot is');
+      const seen = await gw(1, 'POST', `/v1/sandboxes/${c.id}/exec`, { cmd: 'cat /tmp/x.txt' });
+      assert.equal((seen.json as { stdout: string }).stdout, 'through the gateway');
+      assert.equal((await gw(1, 'DELETE', `/v1/sandboxes/${c.id}`)).status, 204);
+    } finally {
+      await sb.kill();
+    }
     assert.deepEqual((await gw(0, 'GET', '/v1/sandboxes')).json, { sandboxes: [] });
   });
 });
