@@ -8,7 +8,7 @@
 //     sandboxes as lost, and new spawns go to the two nodes left;
 //   - node-3 restarted re-adopts its sandboxes (they outlived the daemon) and they are deleted;
 //   - the SDK through a gateway: create, streamed exec, files; BRANCH lands on the sandbox's
-//     node and a spawn from the branch is placed there.
+//     node and a spawn from the branch is placed there; the CLI: spawn, exec, ls, kill.
 // Skips, saying why, when the test image cannot be built (e.g. the guest agent mid-rewrite).
 import { strict as assert } from 'node:assert';
 import { chmod, link, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import { messageOf } from '../../src/lib/errors.js';
 import { api, startDaemon, type DaemonProcess } from '../helpers/controller.js';
 import { Sandbox } from '../../src/sdk/index.js';
-import { ensureImage, TEST_DATA_DIR } from '../helpers/env.js';
+import { ensureImage, runCli, TEST_DATA_DIR } from '../helpers/env.js';
 
 const TOKEN = 'multinode-test-token-0123456789abcdef';
 const INTERVAL_MS = 500;
@@ -272,6 +272,23 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     } finally {
       await sb.kill();
     }
+    assert.deepEqual((await gw(0, 'GET', '/v1/sandboxes')).json, { sandboxes: [] });
+  });
+
+  void it('the CLI works through a gateway unchanged: spawn, exec, ls, kill', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const env = { FORKD_URL: gateways[0]!.baseUrl, FORKD_TOKEN: TOKEN };
+    const spawnOut = await runCli(['spawn', '--tag', 'mn-base', '--json'], { env });
+    assert.equal(spawnOut.code, 0, spawnOut.stderr);
+    const id = /sb-[a-z2-7]{16}/.exec(spawnOut.stdout)?.[0];
+    assert.ok(id, spawnOut.stdout);
+    const exec = await runCli(['exec', id, '--', 'hostname'], { env: { ...env, FORKD_URL: gateways[1]!.baseUrl } });
+    assert.equal(exec.code, 0, exec.stderr);
+    assert.equal(exec.stdout.trim(), id);
+    const ls = await runCli(['ls', '--json'], { env });
+    assert.ok(ls.stdout.includes(id), ls.stdout);
+    const kill = await runCli(['kill', id], { env });
+    assert.equal(kill.code, 0, kill.stderr);
     assert.deepEqual((await gw(0, 'GET', '/v1/sandboxes')).json, { sandboxes: [] });
   });
 });
