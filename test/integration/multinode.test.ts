@@ -8,7 +8,8 @@
 //     sandboxes as lost, and new spawns go to the two nodes left;
 //   - node-3 restarted re-adopts its sandboxes (they outlived the daemon) and they are deleted;
 //   - the SDK through a gateway: create, streamed exec, files; BRANCH lands on the sandbox's
-//     node and a spawn from the branch is placed there; the CLI: spawn, exec, ls, kill.
+//     node and a spawn from the branch is placed there; the CLI (spawn, exec, ls, kill) and the
+//     MCP server (spawn, exec, kill) through a gateway.
 // Skips, saying why, when the test image cannot be built (e.g. the guest agent mid-rewrite).
 import { strict as assert } from 'node:assert';
 import { chmod, link, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
@@ -18,7 +19,9 @@ import { after, before, describe, it } from 'node:test';
 import { messageOf } from '../../src/lib/errors.js';
 import { api, startDaemon, type DaemonProcess } from '../helpers/controller.js';
 import { Sandbox } from '../../src/sdk/index.js';
-import { ensureImage, runCli, TEST_DATA_DIR } from '../helpers/env.js';
+import { CLI, ensureImage, runCli, TEST_DATA_DIR } from '../helpers/env.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
 const TOKEN = 'multinode-test-token-0123456789abcdef';
 const INTERVAL_MS = 500;
@@ -289,6 +292,36 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     assert.ok(ls.stdout.includes(id), ls.stdout);
     const kill = await runCli(['kill', id], { env });
     assert.equal(kill.code, 0, kill.stderr);
+    assert.deepEqual((await gw(0, 'GET', '/v1/sandboxes')).json, { sandboxes: [] });
+  });
+
+  void it('the MCP server works through a gateway unchanged: spawn, exec, kill', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI, 'mcp'],
+      env: { ...(process.env as Record<string, string>), FORKD_URL: gateways[1]!.baseUrl, FORKD_TOKEN: TOKEN },
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: 'forkd-multinode-test', version: '0.0.0' });
+    await client.connect(transport);
+    try {
+      const call = async (name: string, args: Record<string, unknown>): Promise<Record<string, unknown>> => {
+        const r = (await client.callTool({ name, arguments: args })) as {
+          isError?: boolean;
+          content: { text: string }[];
+        };
+        assert.notEqual(r.isError, true, `${name}: ${r.content[0]?.text}`);
+        return JSON.parse(r.content[0]!.text) as Record<string, unknown>;
+      };
+      const spawned = (await call('spawn_sandboxes', { snapshot: 'mn-base', n: 1 })) as { sandboxes: Sb[] };
+      const id = spawned.sandboxes[0]!.id;
+      const ex = (await call('exec_command', { id, args: ['hostname'] })) as { stdout: string };
+      assert.equal(ex.stdout.trim(), id);
+      await call('kill_sandbox', { id });
+    } finally {
+      await client.close();
+    }
     assert.deepEqual((await gw(0, 'GET', '/v1/sandboxes')).json, { sandboxes: [] });
   });
 });
