@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { api, errorCode, startDaemon, type DaemonProcess } from '../helpers/controller.js';
+import { api, errorCode, selfSigned, startDaemon, type DaemonProcess } from '../helpers/controller.js';
 import { writeFakeSnapshot } from '../helpers/fake-snapshot.js';
 import { testCore } from '../helpers/env.js';
 import { qemuVersionString } from '../../src/core/host-facts.js';
@@ -221,5 +221,93 @@ void describe('gateway over node daemons on loopback', () => {
     assert.equal((back.json as { state: string }).state, 'failed');
     for (const id of failedIds) assert.equal((await g('DELETE', `/v1/sandboxes/${id}`)).status, 204);
     assert.deepEqual((await g('GET', '/v1/sandboxes')).json, { sandboxes: [] });
+  });
+});
+
+void describe('gateway to nodes over TLS', () => {
+  let root = '';
+  let node: DaemonProcess | undefined;
+  const gws: DaemonProcess[] = [];
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'forkd-gw-tls-'));
+    const tokenFile = join(root, 'token');
+    await writeFile(tokenFile, TOKEN, { mode: 0o600 });
+    const { cert, key } = await selfSigned(root);
+    await mkdir(join(root, 'data'), { mode: 0o755 });
+    node = await startDaemon([
+      'serve',
+      '--bind',
+      '127.0.0.2:0',
+      '--data-dir',
+      join(root, 'data'),
+      '--audit-log',
+      join(root, 'node.audit.log'),
+      '--token-file',
+      tokenFile,
+      '--tls-cert',
+      cert,
+      '--tls-key',
+      key,
+      '--node-name',
+      'tls-node',
+    ]);
+    const other = await selfSigned(await mkdtemp(join(root, 'other-')));
+    for (const [i, ca] of [cert, other.cert].entries())
+      gws.push(
+        await startDaemon([
+          'gateway',
+          '--bind',
+          '127.0.0.1:0',
+          // The certificate names 127.0.0.1 and localhost, not 127.0.0.2: check it as localhost.
+          '--nodes',
+          `https://${node.address}`,
+          '--node-ca',
+          ca,
+          '--node-servername',
+          'localhost',
+          '--token-file',
+          tokenFile,
+          '--audit-log',
+          join(root, `gw-${i}.audit.log`),
+          '--health-interval-ms',
+          String(INTERVAL_MS),
+        ]),
+      );
+  });
+  after(async () => {
+    for (const g of gws) await g.stop();
+    await node?.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  void it('reaches a node whose certificate its CA signed, and not one it cannot verify', async () => {
+    const ok = await waitFor('the TLS node to be up', 10_000, async () => {
+      const m = await api(gws[0]!.baseUrl, 'GET', '/metrics', { token: TOKEN });
+      return m.text.includes('forkd_gateway_node_up{node="tls-node"} 1') ? true : undefined;
+    });
+    assert.ok(ok);
+    const list = await api(gws[0]!.baseUrl, 'GET', '/v1/sandboxes', { token: TOKEN });
+    assert.equal(list.status, 200);
+    // The other gateway trusts another CA: the node never counts as up, and it says why.
+    await new Promise((r) => setTimeout(r, INTERVAL_MS * 3));
+    const refused = await api(gws[1]!.baseUrl, 'GET', '/v1/sandboxes', { token: TOKEN });
+    assert.equal(refused.status, 503);
+    assert.equal(errorCode(refused), 'unavailable');
+  });
+
+  void it('refuses plain http to a node that is not on loopback', async () => {
+    const r = await startDaemon([
+      'gateway',
+      '--bind',
+      '127.0.0.1:0',
+      '--nodes',
+      'http://192.0.2.1:8889',
+      '--audit-log',
+      join(root, 'x.log'),
+    ]).then(
+      (d) => d.stop().then(() => 'started'),
+      (e: unknown) => String(e),
+    );
+    assert.match(r, /refusing plain http to non-loopback node/);
   });
 });
