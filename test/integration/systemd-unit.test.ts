@@ -44,6 +44,24 @@ function setpriv(caps: readonly string[]): string[] {
   return ['setpriv', `--bounding-set=-all,${list}`, '--no-new-privs'];
 }
 
+/**
+ * argv prefix: a private mount namespace in which every cgroup hierarchy is bind-remounted
+ * read-only (what ProtectControlGroups=yes does); the host's mounts are untouched.
+ */
+const READ_ONLY_CGROUPS = [
+  'unshare',
+  '--mount',
+  '--propagation',
+  'private',
+  'sh',
+  '-ec',
+  `for d in $(awk '$3 == "cgroup" || $3 == "cgroup2" { print $2 }' /proc/mounts); do
+     mount --bind "$d" "$d"; mount -o remount,bind,ro "$d"
+   done
+   exec "$@"`,
+  'read-only-cgroups',
+];
+
 void describe('the systemd unit as shipped', () => {
   let unitCaps: string[] = [];
   let root = '';
@@ -163,6 +181,27 @@ void describe('the systemd unit as shipped', () => {
       assert.equal(errorCode(spawnLimit), 'not_found');
     } finally {
       await d?.stop();
+    }
+  });
+
+  void it('with the cgroup hierarchies read-only: limits unavailable, a limited spawn is a 503 feature_unavailable', async () => {
+    const data = join(root, 'data-rocg');
+    const d = await startDaemon(daemonArgs(data, root), { prefix: [...READ_ONLY_CGROUPS, ...setpriv(unitCaps)] });
+    try {
+      const probe = await api(d.baseUrl, 'GET', '/v1/capabilities');
+      const f = (probe.json as { features: Record<string, { available: boolean; reason: string }> }).features;
+      assert.equal(f.memory_limit!.available, false);
+      assert.match(f.memory_limit!.reason, /not writable.*EROFS.*ProtectControlGroups=no/);
+      assert.equal(f.per_child_netns!.available, false, 'a networked sandbox needs its cgroup too');
+      const spawn = await api(d.baseUrl, 'POST', '/v1/sandboxes', {
+        json: { snapshot_tag: 'no-such-snapshot', memory_limit_mib: 128 },
+      });
+      assert.equal(spawn.status, 503, spawn.text);
+      assert.equal(errorCode(spawn), 'feature_unavailable');
+      const plain = await api(d.baseUrl, 'POST', '/v1/sandboxes', { json: { snapshot_tag: 'no-such-snapshot' } });
+      assert.equal(errorCode(plain), 'not_found', 'a spawn without isolation is unaffected');
+    } finally {
+      await d.stop();
     }
   });
 });
