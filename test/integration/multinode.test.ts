@@ -1,6 +1,7 @@
-// Many hosts, with real guests, kept small: three node daemons as three "hosts" (each on its
-// own loopback address 127.0.0.2-4 with its own data dir and --max-sandboxes 2 — one machine,
-// not network namespaces: see docs/ARCHITECTURE.md "Many hosts") and two gateways.
+// Many hosts, with real guests, kept small: three node daemons as three "hosts" — each in its
+// own network namespace with its own address (198.18.42.11-13, made by the test; loopback
+// 127.0.0.2-4 if namespaces cannot be made) and its own data dir, --max-sandboxes 2, TLS and
+// the bearer token — and two gateways in the root namespace.
 //   - a snapshot is built on node-1 only; 6 spawns through gateway A fill node-1, then the
 //     gateway moves the snapshot (verified pack) to node-2 and node-3 and fills them: 2 each;
 //   - exec through either gateway reaches the right guest (it answers its own id as hostname);
@@ -12,12 +13,15 @@
 //     MCP server (spawn, exec, kill) through a gateway.
 // Skips, saying why, when the test image cannot be built (e.g. the guest agent mid-rewrite).
 import { strict as assert } from 'node:assert';
-import { chmod, link, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { chmod, link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { messageOf } from '../../src/lib/errors.js';
 import { api, startDaemon, type DaemonProcess } from '../helpers/controller.js';
+import { makeTestHosts, type TestHosts } from '../helpers/test-hosts.js';
 import { Sandbox } from '../../src/sdk/index.js';
 import { CLI, ensureImage, runCli, TEST_DATA_DIR } from '../helpers/env.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -33,6 +37,7 @@ const DETECT_BOUND_MS = INTERVAL_MS * DOWN_AFTER + TIMEOUT_MS + 1500;
 interface Host {
   name: string;
   address: string;
+  prefix: string[];
   dataDir: string;
   port: number;
   proc: DaemonProcess;
@@ -47,6 +52,32 @@ interface Sb {
 
 let skipReason: string | undefined;
 
+/** A self-signed certificate for localhost and the hosts' addresses (key mode 0600). */
+async function certFor(dir: string, ips: string[]): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const san = ['DNS:localhost', 'IP:127.0.0.1', ...ips.map((a) => `IP:${a}`)].join(',');
+  await promisify(execFile)('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '1',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    `subjectAltName=${san}`,
+  ]);
+  await chmod(key, 0o600);
+  return { cert, key };
+}
+
 void describe('many hosts: three node daemons, two gateways, real guests', { timeout: 900_000 }, () => {
   let root = '';
   let tokenFile = '';
@@ -54,24 +85,43 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
   const gateways: DaemonProcess[] = [];
   let spawned: Sb[] = [];
 
-  const startHost = async (name: string, address: string, dataDir: string, port = 0): Promise<Host> => {
-    const proc = await startDaemon([
-      'serve',
-      '--bind',
-      `${address}:${port}`,
-      '--data-dir',
-      dataDir,
-      '--audit-log',
-      join(root, `${name}.audit.log`),
-      '--token-file',
-      tokenFile,
-      '--node-name',
-      name,
-      '--max-sandboxes',
-      '2',
-    ]);
-    return { name, address, dataDir, port: Number(proc.address.split(':').pop()), proc, url: proc.baseUrl };
+  let tls = { cert: '', key: '', ca: Buffer.alloc(0) };
+  let testHosts: TestHosts | undefined;
+  const startHost = async (
+    name: string,
+    address: string,
+    prefix: string[],
+    dataDir: string,
+    port = 0,
+  ): Promise<Host> => {
+    const proc = await startDaemon(
+      [
+        'serve',
+        '--bind',
+        `${address}:${port}`,
+        '--data-dir',
+        dataDir,
+        '--audit-log',
+        join(root, `${name}.audit.log`),
+        '--token-file',
+        tokenFile,
+        '--tls-cert',
+        tls.cert,
+        '--tls-key',
+        tls.key,
+        '--node-name',
+        name,
+        '--max-sandboxes',
+        '2',
+      ],
+      { prefix },
+    );
+    const p = Number(proc.address.split(':').pop());
+    return { name, address, prefix, dataDir, port: p, proc, url: `https://${address}:${p}` };
   };
+  /** Straight to a node (from the root namespace, over TLS). */
+  const nodeApi = (h: Host, method: string, path: string, json?: unknown) =>
+    api(h.url, method, path, { token: TOKEN, tls: { ca: tls.ca }, ...(json === undefined ? {} : { json }) });
   const gw = (i: number, method: string, path: string, json?: unknown) =>
     api(gateways[i]!.baseUrl, method, path, { token: TOKEN, ...(json === undefined ? {} : { json }) });
   const nodeUp = async (i: number, name: string, up: boolean): Promise<boolean> =>
@@ -88,13 +138,26 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     await chmod(root, 0o755); // QEMU (the VM user) traverses to the snapshot files
     tokenFile = join(root, 'token');
     await writeFile(tokenFile, TOKEN, { mode: 0o600 });
+    let places: { address: string; prefix: string[] }[];
+    try {
+      testHosts = await makeTestHosts(3);
+      places = testHosts.hosts;
+    } catch (err) {
+      process.stderr.write(`multinode: no network namespaces (${messageOf(err)}); hosts on loopback instead\n`);
+      places = [2, 3, 4].map((i) => ({ address: `127.0.0.${i}`, prefix: [] }));
+    }
+    const pair = await certFor(
+      root,
+      places.map((p) => p.address),
+    );
+    tls = { ...pair, ca: await readFile(pair.cert) };
     for (const [i, name] of ['node-1', 'node-2', 'node-3'].entries()) {
       const dataDir = join(root, name);
       const img = join(dataDir, 'images', 'default');
       await mkdir(img, { recursive: true, mode: 0o755 });
       const src = join(TEST_DATA_DIR, 'images', 'default');
       for (const f of await readdir(src)) await link(join(src, f), join(img, f));
-      hosts.push(await startHost(name, `127.0.0.${i + 2}`, dataDir));
+      hosts.push(await startHost(name, places[i]!.address, places[i]!.prefix, dataDir));
     }
     for (let i = 0; i < 2; i++)
       gateways.push(
@@ -104,6 +167,11 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
           '127.0.0.1:0',
           '--nodes',
           hosts.map((h) => h.url).join(','),
+          // The test certificate names localhost: check the nodes' against that name.
+          '--node-ca',
+          tls.cert,
+          '--node-servername',
+          'localhost',
           '--token-file',
           tokenFile,
           '--audit-log',
@@ -123,24 +191,22 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     if (skipReason) return;
     // Whatever is left: delete through the nodes themselves, then stop everything.
     for (const h of hosts) {
-      const list = await api(h.url, 'GET', '/v1/sandboxes', { token: TOKEN }).catch(() => undefined);
+      const list = await nodeApi(h, 'GET', '/v1/sandboxes').catch(() => undefined);
       for (const s of (list?.json as { sandboxes?: Sb[] } | undefined)?.sandboxes ?? [])
-        await api(h.url, 'DELETE', `/v1/sandboxes/${s.id}`, { token: TOKEN }).catch(() => undefined);
+        await nodeApi(h, 'DELETE', `/v1/sandboxes/${s.id}`).catch(() => undefined);
     }
     for (const g of gateways) await g.stop();
     for (const h of hosts) await h.proc.stop();
+    await testHosts?.remove();
     await rm(root, { recursive: true, force: true });
   });
 
   void it('builds a snapshot on node-1 only', async (t) => {
     if (skipReason) return t.skip(skipReason);
-    const r = await api(hosts[0]!.url, 'POST', '/v1/snapshots', {
-      token: TOKEN,
-      json: { tag: 'mn-base', image: 'default', mem_mib: 256 },
-    });
+    const r = await nodeApi(hosts[0]!, 'POST', '/v1/snapshots', { tag: 'mn-base', image: 'default', mem_mib: 256 });
     assert.equal(r.status, 202, r.text);
     for (;;) {
-      const s = await api(hosts[0]!.url, 'GET', '/v1/snapshots/mn-base', { token: TOKEN });
+      const s = await nodeApi(hosts[0]!, 'GET', '/v1/snapshots/mn-base');
       const status = (s.json as { status: string; error: string | null }).status;
       if (status === 'ready') break;
       assert.notEqual(status, 'failed', s.text);
@@ -172,9 +238,7 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     const snap = await gw(1, 'GET', '/v1/snapshots/mn-base');
     assert.deepEqual((snap.json as { nodes: string[] }).nodes.sort(), ['node-1', 'node-2', 'node-3']);
     // The receiving node checked the pack's sha256 and every file's digest before publishing it.
-    const [a, b] = await Promise.all(
-      [0, 1].map((i) => api(hosts[i]!.url, 'GET', '/v1/snapshots/mn-base', { token: TOKEN })),
-    );
+    const [a, b] = await Promise.all([0, 1].map((i) => nodeApi(hosts[i]!, 'GET', '/v1/snapshots/mn-base')));
     assert.equal(
       (a!.json as { logical_bytes: number }).logical_bytes,
       (b!.json as { logical_bytes: number }).logical_bytes,
@@ -240,8 +304,13 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
   void it('node-3 back: up again, its sandboxes (which outlived its daemon) running and reachable', async (t) => {
     if (skipReason) return t.skip(skipReason);
     const h3 = hosts[2]!;
-    hosts[2] = await startHost(h3.name, h3.address, h3.dataDir, h3.port);
-    for (const i of [0, 1]) while (!(await nodeUp(i, 'node-3', true))) await new Promise((r) => setTimeout(r, 50));
+    hosts[2] = await startHost(h3.name, h3.address, h3.prefix, h3.dataDir, h3.port);
+    const t0 = Date.now();
+    for (const i of [0, 1])
+      while (!(await nodeUp(i, 'node-3', true))) {
+        assert.ok(Date.now() - t0 < DETECT_BOUND_MS + 10_000, 'node-3 not marked up again');
+        await new Promise((r) => setTimeout(r, 50));
+      }
     for (const s of spawned.filter((x) => x.node === 'node-3')) {
       const r = await gw(0, 'POST', `/v1/sandboxes/${s.id}/exec`, { cmd: 'hostname' });
       assert.equal(r.status, 200, r.text);
