@@ -280,7 +280,10 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
       signal: call.signal,
       ...body,
     });
-    if (r.status === 401) throw nodeError(n.url, 401, undefined);
+    if (r.status === 401) {
+      r.body.resume();
+      throw nodeError(n.url, 401, undefined);
+    }
     call.res.statusCode = r.status;
     for (const h of FORWARDED_HEADERS) {
       const v = r.headers[h];
@@ -547,7 +550,9 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
     },
 
     listSandboxes: async ({ query, signal }) => {
-      const up = await upOrThrow();
+      // Even with every node down the answer is the lost sandboxes, not a 503.
+      await nodes.ready();
+      const up = nodes.up();
       const wantLost = query.state === undefined || query.state === 'lost';
       const qs = new URLSearchParams(query).toString();
       const answers =
