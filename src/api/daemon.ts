@@ -19,6 +19,8 @@ import { BearerAuth } from './auth.js';
 import { createPipeline } from './http.js';
 import { Metrics } from './metrics.js';
 import { checkPosture } from './posture.js';
+import { FEATURES, probeHostCapabilities } from '../host/capabilities.js';
+import { nodeKeyOf } from '../lib/ids.js';
 import { handlers, type ApiCore } from './routes.js';
 import { listen } from './server.js';
 import { compileOperations } from './validation.js';
@@ -48,6 +50,13 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
   const ctx = await createCoreContext(cfg.local, logger);
   const store = StateStore.open(cfg.local.dataDir);
   const qemu = qemuVersionString(ctx.facts.qemu);
+  // What this host and the daemon's own privileges allow; a spawn asking for more is refused.
+  const capabilities = await probeHostCapabilities();
+  for (const f of FEATURES) {
+    const st = capabilities.features[f];
+    if (!st.available) logger.warn(`isolation feature ${f} is unavailable: ${st.reason ?? ''}`);
+  }
+  const nodeKey = nodeKeyOf(cfg.nodeName);
   const metrics = new Metrics({
     snapshots: async () => {
       const counts: Record<string, number> = { ready: 0, writing: 0, failed: 0 };
@@ -79,6 +88,8 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
   const sandboxes = new SandboxManager(ctx, store, hooks, {
     maxSandboxes: cfg.maxSandboxes,
     defaultEgress: cfg.defaultEgress,
+    capabilities,
+    nodeKey,
   });
   const activeUsers = (tag: string): string[] =>
     store
@@ -97,6 +108,16 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     branches,
     metrics,
     version: { version: FORKD_VERSION, api: 'v1', node: process.version, qemu, accel: ctx.facts.accel.accel },
+    capabilities,
+    node: {
+      name: cfg.nodeName,
+      key: nodeKey,
+      maxSandboxes: cfg.maxSandboxes,
+      version: FORKD_VERSION,
+      qemu,
+      accel: ctx.facts.accel.accel,
+    },
+    activeSandboxes: () => store.countActive(),
   };
   const pipeline = createPipeline({
     operations: compileOperations(),
@@ -123,6 +144,9 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     branch_concurrency: cfg.branchConcurrency,
     max_sandboxes: cfg.maxSandboxes,
     default_egress: cfg.defaultEgress,
+    node_name: cfg.nodeName,
+    node_key: nodeKey,
+    features: Object.fromEntries(FEATURES.map((f) => [f, capabilities.features[f].available])),
     version: FORKD_VERSION,
   });
 

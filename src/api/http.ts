@@ -10,7 +10,7 @@ import type { AuditLog } from './audit.js';
 import { AuthThrottle, BearerAuth, type AuthOutcome } from './auth.js';
 import type { Metrics } from './metrics.js';
 import { Router } from './router.js';
-import { describeErrors, type Operation } from './validation.js';
+import { describeErrors, STREAM_TYPE, type Operation } from './validation.js';
 
 /** JSON request bodies (exec with stdin and env, eval code) stay well under this. */
 export const JSON_BODY_LIMIT = 2 * 1024 * 1024;
@@ -25,7 +25,7 @@ export interface Call {
   op: Operation;
   params: Record<string, string>;
   query: Record<string, string>;
-  /** Parsed JSON (defaults filled in) for JSON routes; bytes for binary routes. */
+  /** Parsed JSON (defaults filled in) for JSON routes; bytes for binary routes; the unread request for streams. */
   body: unknown;
   requestId: string;
   res: ServerResponse;
@@ -178,6 +178,19 @@ function parseQuery(text: string, op: Operation): Record<string, string> {
 }
 
 async function readBody(req: IncomingMessage, op: Operation): Promise<unknown> {
+  if (op.bodyKind === 'stream') {
+    // The handler reads (and bounds) it; only the content type is checked here.
+    const type = String(req.headers['content-type'] ?? '')
+      .split(';')[0]!
+      .trim()
+      .toLowerCase();
+    if (type !== STREAM_TYPE)
+      throw new ForkdError(
+        'unsupported_media_type',
+        `send the body as Content-Type: ${STREAM_TYPE} (got ${JSON.stringify(type.slice(0, 80))})`,
+      );
+    return req;
+  }
   const limit = op.bodyKind === 'binary' ? FILE_BODY_LIMIT : JSON_BODY_LIMIT;
   const declared = Number(req.headers['content-length'] ?? NaN);
   const hasBody = declared > 0 || req.headers['transfer-encoding'] !== undefined;

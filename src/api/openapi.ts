@@ -13,6 +13,10 @@ import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
 import { LIMIT_RANGES } from '../host/cgroups.js';
 import { MAX_ALLOW_CIDRS } from '../host/nftables.js';
 import { SANDBOX_STATES, SNAPSHOT_STATUSES } from '../core/state/store.js';
+import { FEATURES } from '../host/capabilities.js';
+
+/** A gateway lists the sandboxes of a node it cannot reach as `lost` (no node ever says it). */
+export const SANDBOX_LIST_STATES = [...SANDBOX_STATES, 'lost'] as const;
 import { MAX_EVAL_CODE_BYTES, MAX_EXEC_STDIN_BYTES, MAX_LIST_ENTRIES, MAX_PATH_BYTES } from '../protocol/limits.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -113,6 +117,7 @@ const schemas: Record<string, Schema> = {
       ancestors: arr(ref('Tag'), { description: 'root first, direct parent last' }),
       dependents: arr(ref('Tag')),
       in_use_by: arr(str()),
+      nodes: arr(str(), { description: 'through a gateway: the nodes that hold it; absent from a node' }),
     },
   ),
   SnapshotList: obj(['snapshots'], { snapshots: arr(ref('Snapshot')) }),
@@ -166,7 +171,7 @@ const schemas: Record<string, Schema> = {
     {
       id: ref('SandboxId'),
       snapshot_tag: ref('Tag'),
-      state: str({ enum: [...SANDBOX_STATES] }),
+      state: str({ enum: [...SANDBOX_LIST_STATES] }),
       pid: nullable({ type: 'integer' }),
       created_at: ref('Timestamp'),
       expires_at: nullable(ref('Timestamp')),
@@ -184,6 +189,7 @@ const schemas: Record<string, Schema> = {
       metadata: ref('Metadata'),
       reason: nullable(str()),
       warnings: arr(str()),
+      node: str({ description: 'through a gateway: the node that runs it (its --node-name); absent from a node' }),
     },
   ),
   SandboxList: obj(['sandboxes'], { sandboxes: arr(ref('Sandbox')) }),
@@ -320,6 +326,43 @@ const schemas: Record<string, Schema> = {
     ),
     truncated: bool,
   }),
+  FeatureStatus: obj(['available', 'reason'], { available: bool, reason: nullable(str()) }),
+  Capabilities: obj(['root', 'effective', 'missing', 'cgroup_mode', 'features', 'probed_at'], {
+    root: { ...bool, description: 'the daemon runs as uid 0 (without it: no cgroups or namespaces)' },
+    effective: arr(str({ pattern: '^CAP_[A-Z0-9_]+$' }), { description: 'effective capabilities of the daemon' }),
+    missing: arr(str({ pattern: '^CAP_[A-Z0-9_]+$' }), {
+      description: 'capabilities some feature needs that the daemon lacks',
+    }),
+    cgroup_mode: str({ enum: ['v2', 'v1', 'hybrid', 'none'] }),
+    features: obj([...FEATURES], Object.fromEntries(FEATURES.map((f) => [f, ref('FeatureStatus')])), {
+      description: 'probed at start-up; a spawn asking for an unavailable one gets 503 feature_unavailable',
+    }),
+    probed_at: ref('Timestamp'),
+  }),
+  NodeInfo: obj(['name', 'key', 'version', 'accel', 'qemu', 'cpus', 'memory', 'sandboxes', 'snapshots', 'features'], {
+    name: str({ description: '--node-name (default: the host name)' }),
+    key: str({ pattern: '^[a-z2-7]{3}$', description: 'the 3 characters after sb- of every sandbox id it makes' }),
+    version: str(),
+    accel: str({ enum: ['kvm', 'tcg'] }),
+    qemu: str(),
+    cpus: { type: 'integer', minimum: 1 },
+    memory: obj(['total_bytes', 'available_bytes'], {
+      total_bytes: { type: 'integer', minimum: 0 },
+      available_bytes: { type: 'integer', minimum: 0, description: 'MemAvailable' },
+    }),
+    sandboxes: obj(['active', 'max'], {
+      active: { type: 'integer', minimum: 0, description: 'creating, running or stopping' },
+      max: { type: 'integer', minimum: 1, description: '--max-sandboxes' },
+    }),
+    snapshots: arr(ref('Tag'), { description: 'tags of the ready snapshots it holds' }),
+    features: obj([...FEATURES], Object.fromEntries(FEATURES.map((f) => [f, bool]))),
+  }),
+  PackStored: obj(['tag', 'sha256', 'bytes', 'snapshots'], {
+    tag: ref('Tag'),
+    sha256: str({ pattern: '^[0-9a-f]{64}$' }),
+    bytes: { type: 'integer', minimum: 0, description: 'compressed pack bytes received' },
+    snapshots: arr(obj(['tag', 'stored_as', 'action'], { tag: ref('Tag'), stored_as: ref('Tag'), action: str() })),
+  }),
 };
 
 export const OPENAPI_DOCUMENT = {
@@ -357,6 +400,22 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': reply('this document', { type: 'object' }), ...errors },
       },
     },
+    '/v1/capabilities': {
+      get: {
+        operationId: 'capabilities',
+        description:
+          "Which isolation features this daemon's host and privileges allow (probed at start-up: capabilities, cgroup writes, network namespaces, nftables).",
+        responses: { '200': reply('the start-up probe', ref('Capabilities')), ...errors },
+      },
+    },
+    '/v1/node': {
+      get: {
+        operationId: 'nodeInfo',
+        description:
+          'Capacity of this node for a gateway placing spawns: memory, sandboxes and their cap, snapshots held.',
+        responses: { '200': reply('this node now', ref('NodeInfo')), ...errors },
+      },
+    },
     '/v1/snapshots': {
       get: {
         operationId: 'listSnapshots',
@@ -385,12 +444,41 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    '/v1/snapshots/{tag}/pack': {
+      parameters: [tagParam],
+      get: {
+        operationId: 'getSnapshotPack',
+        description:
+          'The snapshot as a pack (.forkd.tar.zst, as `forkd pack` writes it), with Content-Length and its sha256 in X-Forkd-Pack-Sha256.',
+        responses: {
+          '200': {
+            description: 'the pack bytes',
+            content: { 'application/zstd': { schema: str({ contentMediaType: 'application/zstd' }) } },
+          },
+          ...errors,
+        },
+      },
+      put: {
+        operationId: 'putSnapshotPack',
+        description:
+          'Stores a pack streamed as the body under {tag}: its sha256 must equal the `sha256` parameter, then it goes through every check of `forkd unpack` (hostile-pack rules, compatibility, size and free disk). 409 if the tag exists (unless force=true).',
+        parameters: [
+          { name: 'sha256', in: 'query', required: true, schema: str({ pattern: '^[0-9a-f]{64}$' }) },
+          { name: 'force', in: 'query', required: false, schema: trueFalse },
+        ],
+        requestBody: {
+          required: true,
+          content: { 'application/zstd': { schema: str({ contentMediaType: 'application/zstd' }) } },
+        },
+        responses: { '201': reply('verified and stored', ref('PackStored')), ...errors },
+      },
+    },
     '/v1/sandboxes': {
       get: {
         operationId: 'listSandboxes',
         parameters: [
           { name: 'snapshot_tag', in: 'query', required: false, schema: ref('Tag') },
-          { name: 'state', in: 'query', required: false, schema: str({ enum: [...SANDBOX_STATES] }) },
+          { name: 'state', in: 'query', required: false, schema: str({ enum: [...SANDBOX_LIST_STATES] }) },
         ],
         responses: { '200': reply('sandboxes, oldest first', ref('SandboxList')), ...errors },
       },

@@ -27,7 +27,13 @@ export class StartupRefusal extends Error {
   }
 }
 
-export function checkPosture(cfg: ControllerConfig): Posture {
+/** The settings the listener's posture depends on (the node daemon's and the gateway's alike). */
+export type PostureConfig = Pick<
+  ControllerConfig,
+  'bind' | 'tokenFile' | 'tlsCert' | 'tlsKey' | 'insecureNoTls' | 'defaultEgress'
+>;
+
+export function checkPosture(cfg: PostureConfig): Posture {
   const problems: string[] = [];
   const warnings: string[] = [];
   const notes: string[] = [];
@@ -145,4 +151,12 @@ export function tokenProblem(token: string, path: string): string | undefined {
   const bytes = Buffer.byteLength(token, 'utf8');
   if (bytes < MIN_TOKEN_BYTES) return `token in ${path} is only ${bytes} bytes; ${fix}`;
   return undefined;
+}
+
+/** A token file read with the daemon's rules (mode, placeholder, length); throws StartupRefusal. */
+export function readTokenFile(path: string): string {
+  const problems: string[] = [];
+  const token = readSecret(path, 'token file', problems, (t) => tokenProblem(t, path));
+  if (token === undefined) throw new StartupRefusal(problems);
+  return token;
 }

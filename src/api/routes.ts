@@ -10,6 +10,8 @@ import type { Metrics } from './metrics.js';
 import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { guestHandlers } from './routes-guest.js';
+import { nodeHandlers, type NodeFacts } from './routes-node.js';
+import type { HostCapabilities } from '../host/capabilities.js';
 import { sandboxJson, snapshotJson } from './serialize.js';
 
 export interface ApiCore {
@@ -19,6 +21,11 @@ export interface ApiCore {
   branches: BranchService;
   metrics: Metrics;
   version: { version: string; api: 'v1'; node: string; qemu: string; accel: 'kvm' | 'tcg' };
+  /** The start-up probe (GET /v1/capabilities). */
+  capabilities?: HostCapabilities | undefined;
+  /** Identity and cap of this node (GET /v1/node). */
+  node?: NodeFacts | undefined;
+  activeSandboxes?: () => number;
 }
 
 interface CreateSnapshotBody {
@@ -135,5 +142,13 @@ export function handlers(core: ApiCore): Record<string, Handler> {
       return { status: 201, json, headers };
     },
     ...guestHandlers(sandboxes),
+    ...nodeHandlers({
+      ctx: core.ctx,
+      sandboxes,
+      snapshots,
+      capabilities: core.capabilities,
+      node: core.node,
+      activeSandboxes: core.activeSandboxes ?? (() => 0),
+    }),
   };
 }

@@ -6,6 +6,9 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 import { OPENAPI_DOCUMENT } from './openapi.js';
 
 const SCHEMA_ID = 'forkd-api';
+/** Request bodies of this type are handed to the handler unread (snapshot packs: GiBs). */
+export const STREAM_TYPE = 'application/zstd';
+const BYTE_TYPES = new Set(['application/octet-stream', STREAM_TYPE]);
 
 export type Method = 'get' | 'post' | 'put' | 'delete';
 export const METHODS: readonly Method[] = ['get', 'post', 'put', 'delete'];
@@ -24,8 +27,8 @@ export interface Operation {
   /** Path parameter validators, in template order. */
   pathParams: { name: string; validate: ValidateFunction }[];
   query: { name: string; required: boolean; validate: ValidateFunction }[];
-  /** `json`: a JSON body checked by `body`; `binary`: raw bytes; `none`: no body. */
-  bodyKind: 'json' | 'binary' | 'none';
+  /** `json`: a JSON body checked by `body`; `binary`: raw bytes; `stream`: unread (a pack); `none`: no body. */
+  bodyKind: 'json' | 'binary' | 'stream' | 'none';
   bodyRequired: boolean;
   body: ValidateFunction | undefined;
   /** Response validators by status ("200", "default"), by content type. */
@@ -68,12 +71,18 @@ export function compileOperations(ajv: Ajv2020 = createAjv()): Operation[] {
       const params = [...shared, ...(op.parameters ?? [])];
       const compile = (schema: unknown): ValidateFunction => ajv.compile(rerooted(schema) as object);
       const content = op.requestBody?.content ?? {};
-      const bodyKind = content['application/json'] ? 'json' : content['application/octet-stream'] ? 'binary' : 'none';
+      const bodyKind = content['application/json']
+        ? 'json'
+        : content['application/octet-stream']
+          ? 'binary'
+          : content[STREAM_TYPE]
+            ? 'stream'
+            : 'none';
       const responses = new Map<string, Map<string, ValidateFunction | undefined>>();
       for (const [status, r] of Object.entries(op.responses)) {
         const byType = new Map<string, ValidateFunction | undefined>();
         for (const [type, media] of Object.entries(r.content ?? {}))
-          byType.set(type, type === 'application/octet-stream' ? undefined : compile(media.schema));
+          byType.set(type, BYTE_TYPES.has(type) ? undefined : compile(media.schema));
         responses.set(status, byType);
       }
       ops.push({

@@ -10,6 +10,7 @@ import { startDaemon, type Daemon } from '../api/daemon.js';
 import { StartupRefusal } from '../api/posture.js';
 
 const USAGE = `usage: forkd-controller serve [options]
+       forkd-controller gateway [options]   (many hosts: see forkd-controller gateway --help)
 
   --bind ADDR              IP:PORT, [IPv6]:PORT or unix:/path (FORKD_BIND, default 127.0.0.1:8889)
   --data-dir DIR           images, snapshots, run dirs, forkd.db (FORKD_DATA_DIR, default /var/lib/forkd)
@@ -24,6 +25,8 @@ const USAGE = `usage: forkd-controller serve [options]
   --kill-on-exit           stop every sandbox on SIGTERM/SIGINT (default: they keep running and
                            the next daemon re-adopts them)
   --insecure-no-tls        allow plain HTTP on a non-loopback address (behind a TLS proxy only)
+  --node-name NAME         this node's name for a gateway; its 3-character key starts every
+                           sandbox id (FORKD_NODE_NAME, default: the host name)
 `;
 
 function refuse(lines: string[]): number {
@@ -32,6 +35,7 @@ function refuse(lines: string[]): number {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'gateway') return (await import('../gateway/main.js')).gatewayMain(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -50,6 +54,7 @@ async function main(argv: string[]): Promise<number> {
         'default-egress': { type: 'string' },
         'kill-on-exit': { type: 'boolean' },
         'insecure-no-tls': { type: 'boolean' },
+        'node-name': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -111,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
       defaultEgress: v['default-egress'],
       killOnExit: v['kill-on-exit'],
       insecureNoTls: v['insecure-no-tls'],
+      nodeName: v['node-name'],
     });
     daemon = await startDaemon(cfg);
   } catch (err) {

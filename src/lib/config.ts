@@ -1,5 +1,6 @@
 // The only file that reads process.env (STYLE rule 7). Everything else receives a frozen,
 // typed config object. Units are in the names.
+import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { ForkdError } from './errors.js';
 import type { LogLevel } from './log.js';
@@ -56,6 +57,8 @@ export interface ControllerConfig {
   readonly httpHeadersTimeoutMs: number;
   /** ... and the whole request, body included, within this (FORKD_HTTP_REQUEST_TIMEOUT_MS). */
   readonly httpRequestTimeoutMs: number;
+  /** This node's name for a gateway (its key goes into every sandbox id); default: the host name. */
+  readonly nodeName: string;
 }
 
 export type DefaultEgress = 'allow' | 'deny';
@@ -74,6 +77,7 @@ export interface ControllerFlags {
   killOnExit?: boolean | undefined;
   insecureNoTls?: boolean | undefined;
   defaultEgress?: string | undefined;
+  nodeName?: string | undefined;
 }
 
 export const DEFAULT_BIND = '127.0.0.1:8889';
@@ -110,6 +114,7 @@ export function loadControllerConfig(flags: ControllerFlags = {}): ControllerCon
     insecureNoTls: flags.insecureNoTls ?? false,
     defaultEgress: egressSetting(flags.defaultEgress ?? env('FORKD_DEFAULT_EGRESS')),
     ...httpTimeouts(),
+    nodeName: nodeNameSetting(flags.nodeName ?? env('FORKD_NODE_NAME') ?? hostname()),
   });
 }
 
@@ -129,6 +134,14 @@ function httpTimeouts(): { httpHeadersTimeoutMs: number; httpRequestTimeoutMs: n
   const request = ms('FORKD_HTTP_REQUEST_TIMEOUT_MS', DEFAULT_HTTP_REQUEST_TIMEOUT_MS);
   const headers = Math.min(ms('FORKD_HTTP_HEADERS_TIMEOUT_MS', DEFAULT_HTTP_HEADERS_TIMEOUT_MS), request);
   return { httpHeadersTimeoutMs: headers, httpRequestTimeoutMs: request };
+}
+
+function nodeNameSetting(raw: string): string {
+  if (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(raw)) return raw;
+  throw new ForkdError(
+    'invalid_argument',
+    `--node-name must be 1-253 of A-Z a-z 0-9 _ . -, starting with a letter or digit, got ${JSON.stringify(raw.slice(0, 64))}`,
+  );
 }
 
 function egressSetting(raw: string | undefined): DefaultEgress {
@@ -169,5 +182,98 @@ export function loadClientConfig(
     url: flags.url ?? env('FORKD_URL'),
     token: flags.token ?? env('FORKD_TOKEN'),
     caFile: flags.ca ?? env('FORKD_CA'),
+  });
+}
+
+/** `forkd-controller gateway` settings: each flag wins over its environment variable. */
+export interface GatewayConfig {
+  readonly logLevel: LogLevel;
+  readonly bind: string;
+  /** Clients' bearer token (as a node's --token-file). */
+  readonly tokenFile: string | undefined;
+  /** The token the gateway sends to the nodes; default: tokenFile. */
+  readonly nodeTokenFile: string | undefined;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  /** Plain HTTP off loopback, for the listener and to the nodes (trusted networks only). */
+  readonly insecureNoTls: boolean;
+  readonly auditLog: string;
+  /** Static node URLs. */
+  readonly nodes: string[];
+  /** Discover nodes from the A records of this name (the headless Service). */
+  readonly nodesDns: { name: string; port: number } | undefined;
+  readonly nodeScheme: 'http' | 'https';
+  readonly nodeCa: string | undefined;
+  readonly nodeServername: string | undefined;
+  readonly healthIntervalMs: number;
+  readonly healthTimeoutMs: number;
+  readonly downAfter: number;
+  readonly placementK: number;
+}
+
+export interface GatewayFlags {
+  bind?: string | undefined;
+  tokenFile?: string | undefined;
+  nodeTokenFile?: string | undefined;
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  insecureNoTls?: boolean | undefined;
+  auditLog?: string | undefined;
+  nodes?: string | undefined;
+  nodesDns?: string | undefined;
+  nodeScheme?: string | undefined;
+  nodeCa?: string | undefined;
+  nodeServername?: string | undefined;
+  healthIntervalMs?: string | undefined;
+  healthTimeoutMs?: string | undefined;
+  downAfter?: string | undefined;
+  placementK?: string | undefined;
+}
+
+export const DEFAULT_GATEWAY_BIND = '127.0.0.1:8890';
+export const DEFAULT_GATEWAY_AUDIT_LOG = '/var/log/forkd/gateway-audit.log';
+
+export function loadGatewayConfig(flags: GatewayFlags = {}): GatewayConfig {
+  const level = env('FORKD_LOG_LEVEL');
+  const path = (p: string | undefined): string | undefined => (p === undefined ? undefined : resolve(p));
+  const nodes = (flags.nodes ?? env('FORKD_GATEWAY_NODES') ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const dnsRaw = flags.nodesDns ?? env('FORKD_GATEWAY_NODES_DNS');
+  let nodesDns: GatewayConfig['nodesDns'];
+  if (dnsRaw !== undefined) {
+    const m = /^([A-Za-z0-9.-]{1,253}):(\d{1,5})$/.exec(dnsRaw);
+    if (!m || Number(m[2]) > 65535 || Number(m[2]) === 0)
+      throw new ForkdError(
+        'invalid_argument',
+        `--nodes-dns must be NAME:PORT, got ${JSON.stringify(dnsRaw.slice(0, 80))}`,
+      );
+    nodesDns = { name: m[1]!, port: Number(m[2]) };
+  }
+  if (nodes.length === 0 && nodesDns === undefined)
+    throw new ForkdError('invalid_argument', 'give the node daemons: --nodes URL[,URL...] or --nodes-dns NAME:PORT');
+  const scheme = flags.nodeScheme ?? env('FORKD_GATEWAY_NODE_SCHEME') ?? 'https';
+  if (scheme !== 'http' && scheme !== 'https')
+    throw new ForkdError('invalid_argument', `--node-scheme must be http or https, got ${JSON.stringify(scheme)}`);
+  const tokenFile = path(flags.tokenFile ?? env('FORKD_TOKEN_FILE'));
+  return Object.freeze({
+    logLevel: level === 'debug' || level === 'warn' || level === 'error' ? level : 'info',
+    bind: flags.bind ?? env('FORKD_GATEWAY_BIND') ?? DEFAULT_GATEWAY_BIND,
+    tokenFile,
+    nodeTokenFile: path(flags.nodeTokenFile ?? env('FORKD_NODE_TOKEN_FILE')) ?? tokenFile,
+    tlsCert: path(flags.tlsCert ?? env('FORKD_TLS_CERT')),
+    tlsKey: path(flags.tlsKey ?? env('FORKD_TLS_KEY')),
+    insecureNoTls: flags.insecureNoTls ?? false,
+    auditLog: resolve(flags.auditLog ?? env('FORKD_AUDIT_LOG') ?? DEFAULT_GATEWAY_AUDIT_LOG),
+    nodes,
+    nodesDns,
+    nodeScheme: scheme,
+    nodeCa: path(flags.nodeCa ?? env('FORKD_NODE_CA')),
+    nodeServername: flags.nodeServername ?? env('FORKD_NODE_SERVERNAME'),
+    healthIntervalMs: intSetting('health-interval-ms', flags.healthIntervalMs, 2000, { min: 100, max: 600_000 }),
+    healthTimeoutMs: intSetting('health-timeout-ms', flags.healthTimeoutMs, 1000, { min: 50, max: 60_000 }),
+    downAfter: intSetting('down-after', flags.downAfter, 3, { min: 1, max: 100 }),
+    placementK: intSetting('placement-k', flags.placementK, 2, { min: 1, max: 1000 }),
   });
 }

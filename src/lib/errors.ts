@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   busy: 503,
   unavailable: 503,
   audit_unavailable: 503,
+  /** The spawn asks for an isolation feature this daemon's host or privileges do not allow. */
+  feature_unavailable: 503,
   insufficient_storage: 507,
   timeout: 504,
   boot_failed: 500,

@@ -23,6 +23,7 @@ export type ApiErrorCode =
   | 'busy'
   | 'unavailable'
   | 'audit_unavailable'
+  | 'feature_unavailable'
   | 'insufficient_storage'
   | 'timeout'
   | 'boot_failed'
@@ -67,6 +68,8 @@ export interface SnapshotInfo {
   ancestors: string[];
   dependents: string[];
   in_use_by: string[];
+  /** Through a gateway: the nodes that hold it. */
+  nodes?: string[];
 }
 
 export interface CreateSnapshotBody {
@@ -78,7 +81,8 @@ export interface CreateSnapshotBody {
   boot_wait_secs?: number;
 }
 
-export type SandboxState = 'creating' | 'running' | 'stopping' | 'stopped' | 'failed';
+/** `lost`: listed by a gateway for a node it cannot reach. */
+export type SandboxState = 'creating' | 'running' | 'stopping' | 'stopped' | 'failed' | 'lost';
 
 /**
  * Egress of a sandbox with its own network namespace: everything, nothing, or only these IPv4
@@ -105,6 +109,8 @@ export interface SandboxInfo {
   metadata: Record<string, string>;
   reason: string | null;
   warnings: string[];
+  /** Through a gateway: the node that runs it. */
+  node?: string;
 }
 
 export interface CreateSandboxesBody {

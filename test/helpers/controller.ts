@@ -52,8 +52,13 @@ export function daemonArgs(dataDir: string, root: string, extra: string[] = []):
 }
 
 /** Starts the daemon and waits for its `listening` log line (or its exit). */
-export async function startDaemon(args: string[], opts: { env?: Record<string, string> } = {}): Promise<DaemonProcess> {
-  const proc = spawn(process.execPath, [CONTROLLER, ...args], {
+export async function startDaemon(
+  args: string[],
+  opts: { env?: Record<string, string>; prefix?: string[]; bin?: string } = {},
+): Promise<DaemonProcess> {
+  // `prefix`: e.g. setpriv with a capability bounding set; `bin`: another entry point (the gateway's is the same).
+  const argv = [...(opts.prefix ?? []), process.execPath, opts.bin ?? CONTROLLER, ...args];
+  const proc = spawn(argv[0]!, argv.slice(1), {
     env: { ...process.env, FORKD_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

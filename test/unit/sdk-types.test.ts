@@ -51,6 +51,7 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
         ancestors: true,
         dependents: true,
         in_use_by: true,
+        nodes: true,
       } satisfies Record<keyof SnapshotInfo, true>),
     ],
     [
@@ -72,6 +73,7 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
         metadata: true,
         reason: true,
         warnings: true,
+        node: true,
       } satisfies Record<keyof SandboxInfo, true>),
     ],
     [
@@ -180,6 +182,7 @@ test('the SDK knows every API error code', () => {
     busy: true,
     unavailable: true,
     audit_unavailable: true,
+    feature_unavailable: true,
     insufficient_storage: true,
     timeout: true,
     boot_failed: true,

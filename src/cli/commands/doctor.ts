@@ -13,6 +13,7 @@ import { missingPackages } from '../../host/apt.js';
 import { detectCgroups, missingControllers } from '../../host/cgroups-detect.js';
 import { formatBytes, freeSpace, GIB } from '../../host/disk.js';
 import { detectNetns, systemToolStatus } from '../../host/netns-detect.js';
+import { capabilitiesOutcome } from '../../host/capabilities.js';
 import { QEMU_BINARY, qemuHasSandbox, qemuMachines, qemuVersion } from '../../host/qemu-version.js';
 import { lookupUser, useraddArgs } from '../../host/users.js';
 import { findUnreachable, groupsOf, unreachableMessage } from '../../host/data-dir-access.js';
@@ -135,6 +136,7 @@ export const CHECKS: readonly Check[] = [
       return nft.present ? pass(nft.version ?? nft.path ?? 'nft') : warn('nft (nftables) not found', setupHint(env));
     },
   },
+  { name: 'capabilities', run: async () => capabilitiesOutcome() },
   {
     name: 'vm-user',
     run: async (env) => {

@@ -12,6 +12,7 @@ import type { CoreContext } from '../context.js';
 import { defaultRestoreConcurrency, mapWithConcurrency } from '../fork.js';
 import { restoreChild } from '../sandbox.js';
 import { validateIsolationOptions, type IsolationOptions } from '../isolation.js';
+import { assertFeatures, featuresAsked, type HostCapabilities } from '../../host/capabilities.js';
 import { DEFAULT_EGRESS, type EgressPolicy } from '../../host/nftables.js';
 import { loadSnapshot } from '../snapshot-store.js';
 import type { SandboxRow, SandboxState, StateStore } from '../state/store.js';
@@ -42,6 +43,10 @@ export interface SandboxManagerOptions {
   maxSandboxes: number;
   /** Policy of a namespace whose spawn names none (`--default-egress`); DEFAULT_EGRESS if unset. */
   defaultEgress?: EgressPolicy | undefined;
+  /** What the start-up probe found this daemon can isolate with; a spawn asking for more is refused. */
+  capabilities?: HostCapabilities | undefined;
+  /** Put this node key into every new id (lib/ids.ts), so a gateway routes by id alone. */
+  nodeKey?: string | undefined;
 }
 
 /** Admits at most `limit` holders at once; the rest wait in FIFO order. */
@@ -109,6 +114,8 @@ export class SandboxManager {
     const tag = assertTag(req.snapshotTag, 'snapshot tag');
     // Limits and egress are checked before any lookup, row or host change: a bad one is a 400.
     const isolation = isolationFor(req, this.opts.defaultEgress ?? DEFAULT_EGRESS);
+    // ...and so is a feature this daemon cannot provide (503 feature_unavailable, not a 500 later).
+    if (isolation) assertFeatures(featuresAsked(isolation), this.opts.capabilities);
     if (this.store.getSnapshot(tag)?.status === 'writing') {
       throw new ForkdError(
         'invalid_state',
@@ -138,7 +145,7 @@ export class SandboxManager {
     // No await between the count above and these inserts: concurrent creates cannot both pass.
     const t0 = performance.now();
     const now = new Date();
-    const ids = Array.from({ length: req.n }, () => newSandboxId());
+    const ids = Array.from({ length: req.n }, () => newSandboxId(this.opts.nodeKey));
     this.store.insertSandboxes(
       ids.map((id) => ({
         id,
