@@ -10,8 +10,7 @@ import { MEM_MIB_RANGE, VCPU_RANGE } from '../core/snapshot-create.js';
 import { FORK_N_RANGE } from '../core/fork.js';
 import { TTL_SECS_RANGE } from '../core/controller/sandboxes.js';
 import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
-import { LIMIT_RANGES } from '../host/cgroups.js';
-import { MAX_ALLOW_CIDRS } from '../host/nftables.js';
+import { LIMIT_RANGES, MAX_ALLOW_CIDRS } from '../lib/limits.js';
 import { SANDBOX_STATES, SNAPSHOT_STATUSES } from '../core/state/store.js';
 import { MAX_EVAL_CODE_BYTES, MAX_EXEC_STDIN_BYTES, MAX_LIST_ENTRIES, MAX_PATH_BYTES } from '../protocol/limits.js';
 

@@ -3,7 +3,7 @@ import type { EvalResult, ExecResult } from '../agent/client.js';
 import type { FileEntry } from '../protocol/index.js';
 import type { SnapshotView } from '../core/controller/snapshots.js';
 import type { SandboxRow } from '../core/state/store.js';
-import { netnsName } from '../host/netns.js';
+import { netnsName } from '../lib/ids.js';
 
 /** Nothing requested at create time is silently ignored any more; kept for the wire shape. */
 export function sandboxWarnings(_s: { memoryLimitMiB: number | null; perChildNetns: boolean }): string[] {

@@ -17,19 +17,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ForkdError, errnoOf, messageOf } from '../lib/errors.js';
 import { assertSandboxId } from '../lib/ids.js';
 import { exists } from '../lib/fsutil.js';
+import { LIMIT_RANGES } from '../lib/limits.js';
 import { detectCgroups, type CgroupInfo, type LimitController } from './cgroups-detect.js';
 
 /** The directory under each hierarchy that holds every sandbox's cgroup. */
 export const CGROUP_PARENT = 'forkd';
 export const CPU_PERIOD_US = 100_000;
-/** QEMU needs a handful of threads (main, RCU, vCPU, I/O workers, ...); below this it cannot run. */
-export const MIN_PIDS_LIMIT = 16;
-export const LIMIT_RANGES = {
-  memoryMiB: { min: 64, max: 1_048_576 },
-  /** Fraction of one CPU: 0.01 (1 ms per 100 ms period) .. 1024 CPUs. */
-  cpuLimit: { min: 0.01, max: 1024 },
-  pidsLimit: { min: MIN_PIDS_LIMIT, max: 4_194_304 },
-} as const;
+// The ranges are part of the wire contract (src/lib/limits.ts); re-exported for host's importers.
+export { LIMIT_RANGES };
 
 export interface CgroupLimits {
   memoryMiB?: number;

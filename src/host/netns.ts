@@ -9,7 +9,7 @@
 // setns()es, drops supplementary groups and ids, then execs QEMU: same pid).
 import { access, readdir, readlink, stat } from 'node:fs/promises';
 import { ForkdError, messageOf } from '../lib/errors.js';
-import { assertSandboxId } from '../lib/ids.js';
+import { netnsName } from '../lib/ids.js';
 import type { Logger } from '../lib/log.js';
 import { silentLogger } from '../lib/log.js';
 import {
@@ -25,18 +25,14 @@ import { AddressClaims } from './net-addr.js';
 import { execWithInput, inNetns, ipBatch, mustExec, netnsPath, netTools, nftApply } from './net-exec.js';
 import { sandboxRuleset, type EgressPolicy } from './nftables.js';
 
-export const NETNS_PREFIX = 'fk-';
+// Derived from the sandbox id in src/lib/ids.ts (the API shows it too); re-exported for host's importers.
+export { netnsName };
 export const NETNS_PATTERN = /^fk-[a-z2-7]{12}$/;
 export const GUEST_TAP = 'tap0';
 export const NS_UPLINK = 'eth0';
 /** The guest's side, fixed at image build (src/image/guest-init.ts; a unit test keeps them equal). */
 export const TAP_ADDRESS = '10.42.0.1';
 export const GUEST_CIDR = '10.42.0.0/24';
-
-/** `fk-` + the last 12 characters of a sandbox id. */
-export function netnsName(id: string): string {
-  return `${NETNS_PREFIX}${assertSandboxId(id).slice(-12)}`;
-}
 
 /** `ip -n NS -batch` lines that build the inside of a namespace (pure; `withTap` when tap0 is missing). */
 export function insideBatch(opts: { address: string; uid: number; gid: number; withTap: boolean }): string[] {

@@ -2,7 +2,7 @@
 // line (or --json), and a warning line per daemon warning on stderr.
 import { parseArgs } from 'node:util';
 import { ForkdError } from '../../lib/errors.js';
-import { LIMIT_RANGES } from '../../host/cgroups.js';
+import { LIMIT_RANGES } from '../../lib/limits.js';
 import { parseEgressPolicy } from '../../host/nftables.js';
 import type { EgressPolicy } from '../../sdk/index.js';
 import { intFlag, listFlag, numberFlag } from '../args.js';
