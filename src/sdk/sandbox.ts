@@ -196,7 +196,9 @@ export class Sandbox {
       if (err instanceof ForkdApiError) throw err;
       if (opts.signal?.aborted)
         throw new ForkdApiError('aborted', 0, `command in ${this.id} was aborted`, { cause: err });
-      throw new ForkdApiError('client_timeout', 0, `streaming exec in ${this.id} was cut off`, { cause: err });
+      throw new ForkdApiError('client_timeout', 0, `streaming exec in ${this.id} from ${this.t.url} was cut off`, {
+        cause: err,
+      });
     } finally {
       res.destroy();
     }
