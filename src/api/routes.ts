@@ -134,6 +134,6 @@ export function handlers(core: ApiCore): Record<string, Handler> {
       const json = { ...base, status: 'ready', total_ms: done.totalMs, memory_bytes: done.memoryBytes, snapshot };
       return { status: 201, json, headers };
     },
-    ...guestHandlers(sandboxes),
+    ...guestHandlers(sandboxes, core.ctx.logger),
   };
 }

@@ -218,8 +218,13 @@ export class SandboxCgroup {
         await writeCgroupFile(w.file, w.value);
       }
     } catch (error) {
-      await cgroup.dispose().catch(() => undefined);
-      throw error;
+      // The creation error is the answer; a cleanup failure would leave a cgroup behind, so it is added to it.
+      const left = await cgroup.dispose().then(
+        () => undefined,
+        (cleanup: unknown) => messageOf(cleanup),
+      );
+      if (left === undefined) throw error;
+      throw new ForkdError('host_error', `${messageOf(error)} (and ${left})`, { cause: error });
     }
     return cgroup;
   }
@@ -246,7 +251,7 @@ export class SandboxCgroup {
     try {
       return parseOomKills(await readFile(file, 'utf8')) > 0;
     } catch {
-      return false;
+      return false; // no cgroup dir (never made, or removed): it holds no OOM record
     }
   }
 
@@ -282,7 +287,7 @@ async function rmdirWithRetry(path: string): Promise<string | undefined> {
       const code = errnoOf(error);
       if (code === 'ENOENT') return undefined;
       if (code !== 'EBUSY' || Date.now() > deadline) {
-        const tasks = await readFile(join(path, 'cgroup.procs'), 'utf8').catch(() => '');
+        const tasks = await readFile(join(path, 'cgroup.procs'), 'utf8').catch(() => ''); // only decorates the message
         const pids = tasks.trim().split('\n').filter(Boolean).join(',');
         return `${path}: ${code ?? messageOf(error)}${pids ? ` (still holds pids ${pids})` : ''}`;
       }

@@ -62,7 +62,7 @@ async function fileExists(path: string): Promise<boolean> {
     await access(path);
     return true;
   } catch {
-    return false;
+    return false; // we run as root: only a missing path fails access()
   }
 }
 
@@ -127,7 +127,14 @@ export class SandboxNetns {
       await ipBatch(ns, insideBatch({ address, uid: opts.uid, gid: opts.gid, withTap: !inside.has(GUEST_TAP) }));
       await nftApply(ns, sandboxRuleset(opts.egress, { tap: GUEST_TAP, uplink: NS_UPLINK, guestCidr: GUEST_CIDR }));
     } catch (error) {
-      await handle.dispose().catch(() => undefined);
+      // The set-up error is the caller's answer; a failed cleanup is logged (netns cleanup removes it later).
+      await handle.dispose().catch((cleanup: unknown) =>
+        logger.warn('cannot remove a half-made sandbox network namespace', {
+          sandbox_id: id,
+          netns: ns,
+          error: messageOf(cleanup),
+        }),
+      );
       throw error;
     }
     return handle;
@@ -177,6 +184,7 @@ async function removeNetns(ns: string, claims: AddressClaims): Promise<void> {
 
 /** Our namespaces (`fk-` + 12 id characters) under /run/netns. */
 export async function listSandboxNetns(): Promise<string[]> {
+  // No /run/netns: ip has never made a namespace here, so none of ours exists.
   const names = await readdir('/run/netns').catch(() => [] as string[]);
   return names.filter((n) => NETNS_PATTERN.test(n)).sort();
 }
@@ -195,7 +203,7 @@ async function namespacesInUse(names: readonly string[]): Promise<Set<string>> {
   if (byInode.size === 0) return used;
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
-    const link = await readlink(`/proc/${pid}/ns/net`).catch(() => undefined);
+    const link = await readlink(`/proc/${pid}/ns/net`).catch(() => undefined); // the process exited meanwhile
     const name = link === undefined ? undefined : byInode.get(link);
     if (name !== undefined) used.add(name);
   }
@@ -242,7 +250,10 @@ export async function cleanupAll(opts: { force?: boolean; claims?: AddressClaims
     }
   }
   const { ip } = await netTools();
-  const links = await mustExec(ip, ['-o', 'link', 'show']).catch(() => '');
+  const links = await mustExec(ip, ['-o', 'link', 'show']).catch((error: unknown) => {
+    report.errors.push(`cannot list links to find stray ones: ${messageOf(error)}`);
+    return '';
+  });
   for (const line of links.split('\n')) {
     const name = /^\d+:\s+([^:@\s]+)/.exec(line)?.[1];
     if (name === undefined || !NETNS_PATTERN.test(name) || inUse.has(name)) continue;

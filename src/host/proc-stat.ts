@@ -16,7 +16,7 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   try {
     text = await readFile(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return undefined;
+    return undefined; // no such process (any more)
   }
   // After ") ": state is field 3, so start time (field 22) is the 20th of the rest.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
@@ -65,6 +65,6 @@ export async function processUsesDir(pid: number, dir: string): Promise<boolean>
   try {
     return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes(dir);
   } catch {
-    return false;
+    return false; // exited between the two reads
   }
 }

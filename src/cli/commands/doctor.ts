@@ -191,6 +191,7 @@ export const CHECKS: readonly Check[] = [
         await access(manifest);
         return pass(manifest);
       } catch {
+        // Missing or unreadable, either way no image to boot: the check's answer.
         return fail(`default image missing (${manifest})`, setupHint(env));
       }
     },
