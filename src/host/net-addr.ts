@@ -113,6 +113,7 @@ export class AddressClaims {
         return false; // released meanwhile: nothing to prune
       }
     };
+    // As in holders(): no claims dir yet, nothing to prune.
     for (const name of await readdir(join(this.dir, 'addr')).catch(() => [] as string[])) {
       const path = this.#addr(name);
       const holder = await readText(path);

@@ -33,7 +33,7 @@ const USER_HZ = 100;
 export async function processCpuMs(pid: number): Promise<number | undefined> {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
+  if (text === undefined) return undefined; // no such process (any more)
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(rest[11]) + Number(rest[12]);
   return Number.isFinite(ticks) ? (ticks * 1000) / USER_HZ : undefined;

@@ -104,6 +104,7 @@ export async function packToFile(
   opts: PackOptions & { output: string; force?: boolean },
 ): Promise<PackResult & { path: string; compressedBytes: number }> {
   const path = resolve(opts.output);
+  // A stat that fails finds nothing in the way; a real problem with the path fails the write below.
   if (!opts.force && (await stat(path).catch(() => undefined)))
     throw new ForkdError('already_exists', `${path} already exists; pick another -o or pass --force to overwrite it`);
   const partial = join(dirname(path), `.${basename(path)}.partial-${randomBytes(4).toString('hex')}`);
