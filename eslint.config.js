@@ -1,7 +1,59 @@
 // Lint config: typescript-eslint's recommended type-aware rules plus a few that catch
-// the bugs a process supervisor tends to have (floating promises, misused promises).
+// the bugs a process supervisor tends to have (floating promises, misused promises), and the
+// layer order of docs/ARCHITECTURE.md as no-restricted-imports patterns per src/ folder.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+
+// Which src/ folders each src/ folder may import (its own is always allowed). Imports point
+// down: lib <- host <- vmm <- image/agent/protocol <- core <- pack <- api/sdk <- cli/mcp <- bin,
+// with the narrower rules ARCHITECTURE.md states: api reaches the domain only through core;
+// sdk imports nothing of forkd (it is the published package); guest imports only protocol;
+// mcp works over the sdk; nothing imports bin.
+const BELOW_CORE = ['agent', 'protocol', 'image', 'vmm', 'host', 'lib'];
+const LAYERS = {
+  lib: [],
+  host: ['lib'],
+  vmm: ['host', 'lib'],
+  protocol: ['lib'],
+  image: ['vmm', 'host', 'lib'],
+  agent: ['protocol', 'vmm', 'host', 'lib'],
+  guest: ['protocol'],
+  core: BELOW_CORE,
+  pack: ['core', ...BELOW_CORE],
+  api: ['core', 'pack', 'lib'],
+  // The gateway serves the nodes' API (api) and talks to nodes; it owns no sandbox itself.
+  gateway: ['api', 'core', 'pack', 'lib'],
+  sdk: [],
+  mcp: ['sdk', 'lib'],
+  cli: ['mcp', 'api', 'sdk', 'pack', 'core', ...BELOW_CORE],
+  bin: ['cli', 'mcp', 'gateway', 'api', 'sdk', 'pack', 'core', ...BELOW_CORE],
+};
+
+// Imports against the order, each naming the one file and the exact module it may import.
+// None today: what api needs from below core comes through src/core/api-surface.ts.
+const LAYER_EXCEPTIONS = {};
+
+const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** no-restricted-imports for the files of one folder: any relative path that climbs out of it into a folder it may not import. */
+function layerRule(folder, allowed, exceptions = []) {
+  const forbidden = Object.keys(LAYERS).filter((f) => f !== folder && !allowed.includes(f));
+  if (forbidden.length === 0) return 'off';
+  const except = exceptions.length ? `(?!(${exceptions.map(escapeRegex).join('|')})$)` : '';
+  const message = `src/${folder} may import only ${allowed.length ? allowed.map((f) => `src/${f}`).join(', ') : 'its own files'} (layers: docs/ARCHITECTURE.md).`;
+  return ['error', { patterns: [{ regex: `^${except}(\\.\\./)+(${forbidden.join('|')})(/|$)`, message }] }];
+}
+
+const layerConfigs = [
+  ...Object.entries(LAYERS).map(([folder, allowed]) => ({
+    files: [`src/${folder}/**/*.ts`],
+    rules: { 'no-restricted-imports': layerRule(folder, allowed) },
+  })),
+  ...Object.entries(LAYER_EXCEPTIONS).map(([file, imports]) => ({
+    files: [file],
+    rules: { 'no-restricted-imports': layerRule(file.split('/')[1], LAYERS[file.split('/')[1]], imports) },
+  })),
+];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'coverage/**'] },
@@ -48,6 +100,7 @@ export default tseslint.config(
     ],
     rules: { 'no-restricted-syntax': 'off' },
   },
+  ...layerConfigs,
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,

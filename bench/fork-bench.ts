@@ -137,7 +137,7 @@ export async function forkBench(
     await disposeAll(execChildren.children);
   }
 
-  // The quickstart's step 3: fork 10 and run its command in each, as `forkd fork --exec` does.
+  // The quickstart's step 3: fork 10 and run its command in each, as `forkd sandbox run --exec` does.
   const qsStart = performance.now();
   const qs = await forkChildren(core, { tag: opts.tag, n: 10, readyTimeoutMs: 120_000 });
   const qsForked = performance.now();

@@ -177,7 +177,7 @@ export function netnsMarkdown(r: NetnsBenchResult): string {
   const net = meanWall('cgroup+netns');
   const n = r.rows[0]?.n ?? 0;
   const lines = [
-    `Restores in flight at once: ${r.concurrency} (as \`forkd fork\`). Load average when the run started: ${r.loadAvgStart.toFixed(1)} (the cores were shared with other work; compare the rows of one run, not runs).`,
+    `Restores in flight at once: ${r.concurrency} (as \`forkd sandbox run\`). Load average when the run started: ${r.loadAvgStart.toFixed(1)} (the cores were shared with other work; compare the rows of one run, not runs).`,
     '',
     '| isolation | N | ready | wall until all answer | first ready | last ready | per-child p50 | per-child p90 | guest reached its gateway | dispose all |',
     '|---|---|---|---|---|---|---|---|---|---|',

@@ -19,7 +19,7 @@ import { BearerAuth } from './auth.js';
 import { createPipeline } from './http.js';
 import { Metrics } from './metrics.js';
 import { checkPosture } from './posture.js';
-import { FEATURES, probeHostCapabilities } from '../host/capabilities.js';
+import { FEATURES, probeHostCapabilities } from '../core/api-surface.js';
 import { nodeKeyOf } from '../lib/ids.js';
 import { handlers, type ApiCore } from './routes.js';
 import { listen } from './server.js';

@@ -9,15 +9,19 @@ import { FORKD_VERSION } from '../lib/version.js';
 import { MEM_MIB_RANGE, VCPU_RANGE } from '../core/snapshot-create.js';
 import { FORK_N_RANGE } from '../core/fork.js';
 import { TTL_SECS_RANGE } from '../core/controller/sandboxes.js';
-import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
-import { LIMIT_RANGES } from '../host/cgroups.js';
-import { MAX_ALLOW_CIDRS } from '../host/nftables.js';
+import {
+  DOWNTIME_MS_RANGE,
+  FEATURES,
+  MAX_EVAL_CODE_BYTES,
+  MAX_EXEC_STDIN_BYTES,
+  MAX_LIST_ENTRIES,
+  MAX_PATH_BYTES,
+} from '../core/api-surface.js';
+import { LIMIT_RANGES, MAX_ALLOW_CIDRS } from '../lib/limits.js';
 import { SANDBOX_STATES, SNAPSHOT_STATUSES } from '../core/state/store.js';
-import { FEATURES } from '../host/capabilities.js';
 
 /** A gateway lists the sandboxes of a node it cannot reach as `lost` (no node ever says it). */
 export const SANDBOX_LIST_STATES = [...SANDBOX_STATES, 'lost'] as const;
-import { MAX_EVAL_CODE_BYTES, MAX_EXEC_STDIN_BYTES, MAX_LIST_ENTRIES, MAX_PATH_BYTES } from '../protocol/limits.js';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Schema = { [k: string]: Json };

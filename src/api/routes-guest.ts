@@ -3,9 +3,9 @@
 import { StringDecoder } from 'node:string_decoder';
 import { performance } from 'node:perf_hooks';
 import type { SandboxManager } from '../core/controller/sandboxes.js';
-import type { ExecRequest } from '../agent/client.js';
+import type { ExecRequest } from '../core/api-surface.js';
 import { type Call, type Handler, errorBody } from './http.js';
-import { silentLogger } from '../lib/log.js';
+import type { Logger } from '../lib/log.js';
 import { evalJson, execJson, fileEntryJson } from './serialize.js';
 
 interface ExecBody {
@@ -34,14 +34,14 @@ function execRequest(b: ExecBody): ExecRequest & { background?: false } {
   };
 }
 
-export function guestHandlers(sandboxes: SandboxManager): Record<string, Handler> {
+export function guestHandlers(sandboxes: SandboxManager, logger: Logger): Record<string, Handler> {
   return {
     exec: async ({ params, body, signal }) => {
       const live = sandboxes.running(params.id!);
       const result = await live.agent.exec(execRequest(body as ExecBody), { signal });
       return { status: 200, json: execJson(result) };
     },
-    execStream: (call) => execStream(sandboxes, call),
+    execStream: (call) => execStream(sandboxes, logger, call),
     eval: async ({ params, body, signal }) => {
       const b = body as EvalBody;
       const live = sandboxes.running(params.id!);
@@ -87,10 +87,12 @@ export function guestHandlers(sandboxes: SandboxManager): Record<string, Handler
 /**
  * NDJSON: one line per output chunk as the agent streams it (UTF-8 decoded per stream, so a
  * character split across chunks is not mangled), then one `exit` line, or an `error` line if
- * the exec failed after the 200 was sent. Errors before the first byte are ordinary errors.
+ * the exec failed after the 200 was sent. Errors before the first byte are ordinary errors;
+ * one after it reaches the client only as that line, so it is logged here too.
  */
 async function execStream(
   sandboxes: SandboxManager,
+  logger: Logger,
   { params, body, res, signal, requestId }: Call,
 ): Promise<{ streamed: true }> {
   const live = sandboxes.running(params.id!);
@@ -126,7 +128,11 @@ async function execStream(
       duration_ms: r.durationMs,
     });
   } catch (err) {
-    const { body: e } = errorBody(err, requestId, silentLogger);
+    const log = logger.child({ sandbox_id: params.id, request_id: requestId });
+    // errorBody logs an unknown error with its stack; a ForkdError (the agent gone, a timeout) is logged here.
+    const { body: e } = errorBody(err, requestId, log);
+    if (signal.aborted) log.info('streamed exec cancelled: the client went away', { code: e.code });
+    else if (e.code !== 'internal') log.warn('streamed exec failed after its 200', { code: e.code, error: e.error });
     line({ type: 'error', error: e.error, code: e.code });
   }
   res.end();

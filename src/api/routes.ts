@@ -7,11 +7,11 @@ import type { SnapshotService } from '../core/controller/snapshots.js';
 import type { SandboxState } from '../core/state/store.js';
 import type { Handler } from './http.js';
 import type { Metrics } from './metrics.js';
-import { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
+import { DOWNTIME_MS_RANGE } from '../core/api-surface.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { guestHandlers } from './routes-guest.js';
 import { nodeHandlers, type NodeFacts } from './routes-node.js';
-import type { HostCapabilities } from '../host/capabilities.js';
+import type { HostCapabilities } from '../core/api-surface.js';
 import { sandboxJson, snapshotJson } from './serialize.js';
 
 export interface ApiCore {
@@ -141,7 +141,7 @@ export function handlers(core: ApiCore): Record<string, Handler> {
       const json = { ...base, status: 'ready', total_ms: done.totalMs, memory_bytes: done.memoryBytes, snapshot };
       return { status: 201, json, headers };
     },
-    ...guestHandlers(sandboxes),
+    ...guestHandlers(sandboxes, core.ctx.logger),
     ...nodeHandlers({
       ctx: core.ctx,
       sandboxes,

@@ -1,9 +1,8 @@
 // Core objects -> wire shapes (snake_case, as the OpenAPI document says).
-import type { EvalResult, ExecResult } from '../agent/client.js';
-import type { FileEntry } from '../protocol/index.js';
+import type { EvalResult, ExecResult, FileEntry } from '../core/api-surface.js';
 import type { SnapshotView } from '../core/controller/snapshots.js';
 import type { SandboxRow } from '../core/state/store.js';
-import { netnsName } from '../host/netns.js';
+import { netnsName } from '../lib/ids.js';
 
 /** Nothing requested at create time is silently ignored any more; kept for the wire shape. */
 export function sandboxWarnings(_s: { memoryLimitMiB: number | null; perChildNetns: boolean }): string[] {

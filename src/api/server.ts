@@ -69,7 +69,7 @@ export async function listen(
 }
 
 async function removeStaleSocket(path: string): Promise<void> {
-  const st = await lstat(path).catch(() => undefined);
+  const st = await lstat(path).catch(() => undefined); // nothing there (or unreadable: listen() then says why)
   if (!st) return;
   if (!st.isSocket())
     throw new ForkdError(

@@ -1,4 +1,5 @@
-// Small helpers for flag values: integers in a range, comma lists. Errors are usage errors.
+// Small helpers for flag values (integers in a range, comma lists; errors are usage errors) and
+// for what commands print (durations, sizes, ages, wrapped help text).
 import { ForkdError } from '../lib/errors.js';
 
 export function intFlag(
@@ -55,4 +56,18 @@ export function formatAge(from: Date, now = new Date()): string {
   if (s < 3600) return `${Math.floor(s / 60)}m ago`;
   if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
   return `${Math.floor(s / 86400)}d ago`;
+}
+
+/** Greedy word wrap for help text: lines of at most `width` characters, each after `indent`. */
+export function wrapText(text: string, width: number, indent = ''): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (line && indent.length + line.length + 1 + word.length > width) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  if (line) lines.push(indent + line);
+  return lines;
 }

@@ -15,7 +15,7 @@ import { ForkdError, messageOf } from '../lib/errors.js';
 import { nodeKeyOfId } from '../lib/ids.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { FORKD_VERSION } from '../lib/version.js';
-import { FEATURES } from '../host/capabilities.js';
+import { FEATURES } from '../core/api-surface.js';
 import { AuditLog } from '../api/audit.js';
 import { BearerAuth } from '../api/auth.js';
 import { createPipeline, type Call, type Handler, type Reply } from '../api/http.js';

@@ -18,6 +18,7 @@ export const TUN_DEVICE = '/dev/net/tun';
 let ready: Promise<void> | undefined;
 
 export async function linkExists(name: string): Promise<boolean> {
+  // /sys/class/net/<name> exists exactly while the link does; any failure means no such link.
   try {
     await access(`/sys/class/net/${name}`);
     return true;

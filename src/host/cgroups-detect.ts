@@ -82,8 +82,10 @@ export function parseCgroupMounts(mounts: string, v2Controllers?: string): Cgrou
 
 /** Read /proc/mounts and the cgroup2 root's controller list. */
 export async function detectCgroups(): Promise<CgroupInfo> {
+  // Unreadable: no cgroup mounts found, which `forkd doctor` reports as missing controllers.
   const mounts = await readFile('/proc/mounts', 'utf8').catch(() => '');
   const { v2Root } = parseCgroupMounts(mounts);
+  // Likewise an unreadable cgroup.controllers: the v2 hierarchy then offers no controllers.
   const v2Controllers =
     v2Root === undefined
       ? undefined

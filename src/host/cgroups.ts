@@ -17,19 +17,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ForkdError, errnoOf, messageOf } from '../lib/errors.js';
 import { assertSandboxId } from '../lib/ids.js';
 import { exists } from '../lib/fsutil.js';
+import { LIMIT_RANGES } from '../lib/limits.js';
 import { detectCgroups, type CgroupInfo, type LimitController } from './cgroups-detect.js';
 
 /** The directory under each hierarchy that holds every sandbox's cgroup. */
 export const CGROUP_PARENT = 'forkd';
 export const CPU_PERIOD_US = 100_000;
-/** QEMU needs a handful of threads (main, RCU, vCPU, I/O workers, ...); below this it cannot run. */
-export const MIN_PIDS_LIMIT = 16;
-export const LIMIT_RANGES = {
-  memoryMiB: { min: 64, max: 1_048_576 },
-  /** Fraction of one CPU: 0.01 (1 ms per 100 ms period) .. 1024 CPUs. */
-  cpuLimit: { min: 0.01, max: 1024 },
-  pidsLimit: { min: MIN_PIDS_LIMIT, max: 4_194_304 },
-} as const;
+// The ranges are part of the wire contract (src/lib/limits.ts); re-exported for host's importers.
+export { LIMIT_RANGES };
 
 export interface CgroupLimits {
   memoryMiB?: number;
@@ -223,8 +218,13 @@ export class SandboxCgroup {
         await writeCgroupFile(w.file, w.value);
       }
     } catch (error) {
-      await cgroup.dispose().catch(() => undefined);
-      throw error;
+      // The creation error is the answer; a cleanup failure would leave a cgroup behind, so it is added to it.
+      const left = await cgroup.dispose().then(
+        () => undefined,
+        (cleanup: unknown) => messageOf(cleanup),
+      );
+      if (left === undefined) throw error;
+      throw new ForkdError('host_error', `${messageOf(error)} (and ${left})`, { cause: error });
     }
     return cgroup;
   }
@@ -251,7 +251,7 @@ export class SandboxCgroup {
     try {
       return parseOomKills(await readFile(file, 'utf8')) > 0;
     } catch {
-      return false;
+      return false; // no cgroup dir (never made, or removed): it holds no OOM record
     }
   }
 
@@ -287,7 +287,7 @@ async function rmdirWithRetry(path: string): Promise<string | undefined> {
       const code = errnoOf(error);
       if (code === 'ENOENT') return undefined;
       if (code !== 'EBUSY' || Date.now() > deadline) {
-        const tasks = await readFile(join(path, 'cgroup.procs'), 'utf8').catch(() => '');
+        const tasks = await readFile(join(path, 'cgroup.procs'), 'utf8').catch(() => ''); // only decorates the message
         const pids = tasks.trim().split('\n').filter(Boolean).join(',');
         return `${path}: ${code ?? messageOf(error)}${pids ? ` (still holds pids ${pids})` : ''}`;
       }

@@ -100,7 +100,7 @@ export async function groupsOf(user: UserInfo): Promise<number[]> {
   } catch {
     /* fall back to /etc/group */
   }
-  const text = await readFile('/etc/group', 'utf8').catch(() => '');
+  const text = await readFile('/etc/group', 'utf8').catch(() => ''); // unreadable: the primary group only
   return [user.gid, ...parseGroupMembership(text, user.name)];
 }
 

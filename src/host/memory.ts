@@ -12,7 +12,7 @@ export async function processPss(pid: number): Promise<number | undefined> {
   try {
     return parseKbField(await readFile(`/proc/${pid}/smaps_rollup`, 'utf8'), 'Pss');
   } catch {
-    return undefined;
+    return undefined; // the process exited (or is not ours to read): no figure
   }
 }
 
@@ -20,7 +20,7 @@ export async function processRss(pid: number): Promise<number | undefined> {
   try {
     return parseKbField(await readFile(`/proc/${pid}/smaps_rollup`, 'utf8'), 'Rss');
   } catch {
-    return undefined;
+    return undefined; // the process exited (or is not ours to read): no figure
   }
 }
 

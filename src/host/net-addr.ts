@@ -28,6 +28,7 @@ export function* addressCandidates(ns: string): Generator<string> {
   for (let i = 0; i < HOST_COUNT; i++) yield bridgeHostAddress(FIRST_HOST + ((start + i) % HOST_COUNT));
 }
 
+/** A claim file's content; undefined when there is none (released meanwhile). */
 async function readText(path: string): Promise<string | undefined> {
   try {
     return (await readFile(path, 'utf8')).trim();
@@ -75,7 +76,10 @@ export class AddressClaims {
     throw new ForkdError('unavailable', `all ${HOST_COUNT} sandbox bridge addresses are in use`);
   }
 
-  /** Give back the address of `ns`. Idempotent. */
+  /**
+   * Give back the address of `ns`. Idempotent: a claim file already gone is fine, and one that
+   * cannot be removed stays behind stale until prune() takes it.
+   */
   async release(ns: string): Promise<void> {
     const address = await readText(this.#ns(ns));
     if (address !== undefined && (await readText(this.#addr(address))) === ns) {
@@ -87,6 +91,7 @@ export class AddressClaims {
   /** Namespaces holding a claim (either index), for cleanup and leak checks. */
   async holders(): Promise<string[]> {
     const out = new Set<string>();
+    // A claims dir not made yet holds no claims.
     for (const name of await readdir(join(this.dir, 'ns')).catch(() => [] as string[])) out.add(name);
     for (const name of await readdir(join(this.dir, 'addr')).catch(() => [] as string[])) {
       const holder = await readText(this.#addr(name));
@@ -105,20 +110,21 @@ export class AddressClaims {
       try {
         return Date.now() - (await stat(path)).mtimeMs >= minAgeMs;
       } catch {
-        return false;
+        return false; // released meanwhile: nothing to prune
       }
     };
+    // As in holders(): no claims dir yet, nothing to prune.
     for (const name of await readdir(join(this.dir, 'addr')).catch(() => [] as string[])) {
       const path = this.#addr(name);
       const holder = await readText(path);
       if (holder !== undefined && !alive.has(holder) && (await old(path))) {
-        await unlink(path).catch(() => undefined);
+        await unlink(path).catch(() => undefined); // another pruner got there first
         removed.push(`${name} (${holder})`);
       }
     }
     for (const name of await readdir(join(this.dir, 'ns')).catch(() => [] as string[])) {
       const path = this.#ns(name);
-      if (!alive.has(name) && (await old(path))) await unlink(path).catch(() => undefined);
+      if (!alive.has(name) && (await old(path))) await unlink(path).catch(() => undefined); // as above
     }
     return removed;
   }

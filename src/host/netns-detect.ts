@@ -48,23 +48,30 @@ export async function systemToolStatus(name: string, versionArgs: string[]): Pro
     const { stdout } = await execFileAsync(path, versionArgs, { timeout: PROBE_TIMEOUT_MS });
     return { present: true, path, version: stdout.split('\n')[0]?.trim() ?? '' };
   } catch {
-    return { present: true, path };
+    return { present: true, path }; // it is there; only its version is unknown
   }
 }
 
 /** Create and delete `forkd-probe-<pid>`; the delete runs even when the add half-failed. */
 async function probeNetns(ip: string): Promise<{ ok: boolean; error?: string }> {
   const name = `forkd-probe-${process.pid}`;
+  let result: { ok: boolean; error?: string };
   try {
     await execFileAsync(ip, ['netns', 'add', name], { timeout: PROBE_TIMEOUT_MS });
-    return { ok: true };
+    result = { ok: true };
   } catch (error) {
     const stderr = (error as { stderr?: unknown }).stderr;
     const text = typeof stderr === 'string' && stderr.trim() !== '' ? stderr.trim() : messageOf(error);
-    return { ok: false, error: `ip netns add ${name} failed: ${text}` };
-  } finally {
-    await execFileAsync(ip, ['netns', 'delete', name], { timeout: PROBE_TIMEOUT_MS }).catch(() => undefined);
+    result = { ok: false, error: `ip netns add ${name} failed: ${text}` };
   }
+  try {
+    await execFileAsync(ip, ['netns', 'delete', name], { timeout: PROBE_TIMEOUT_MS });
+  } catch (error) {
+    // After a failed add there may be nothing to delete; after a good one, a failed delete leaks the probe.
+    if (result.ok)
+      return { ok: false, error: `ip netns delete ${name} failed (${messageOf(error)}); run: ip netns delete ${name}` };
+  }
+  return result;
 }
 
 export async function detectNetns(): Promise<NetnsInfo> {

@@ -9,7 +9,7 @@
 // setns()es, drops supplementary groups and ids, then execs QEMU: same pid).
 import { access, readdir, readlink, stat } from 'node:fs/promises';
 import { ForkdError, messageOf } from '../lib/errors.js';
-import { assertSandboxId } from '../lib/ids.js';
+import { netnsName } from '../lib/ids.js';
 import type { Logger } from '../lib/log.js';
 import { silentLogger } from '../lib/log.js';
 import {
@@ -25,18 +25,14 @@ import { AddressClaims } from './net-addr.js';
 import { execWithInput, inNetns, ipBatch, mustExec, netnsPath, netTools, nftApply } from './net-exec.js';
 import { sandboxRuleset, type EgressPolicy } from './nftables.js';
 
-export const NETNS_PREFIX = 'fk-';
+// Derived from the sandbox id in src/lib/ids.ts (the API shows it too); re-exported for host's importers.
+export { netnsName };
 export const NETNS_PATTERN = /^fk-[a-z2-7]{12}$/;
 export const GUEST_TAP = 'tap0';
 export const NS_UPLINK = 'eth0';
 /** The guest's side, fixed at image build (src/image/guest-init.ts; a unit test keeps them equal). */
 export const TAP_ADDRESS = '10.42.0.1';
 export const GUEST_CIDR = '10.42.0.0/24';
-
-/** `fk-` + the last 12 characters of a sandbox id. */
-export function netnsName(id: string): string {
-  return `${NETNS_PREFIX}${assertSandboxId(id).slice(-12)}`;
-}
 
 /** `ip -n NS -batch` lines that build the inside of a namespace (pure; `withTap` when tap0 is missing). */
 export function insideBatch(opts: { address: string; uid: number; gid: number; withTap: boolean }): string[] {
@@ -66,7 +62,7 @@ async function fileExists(path: string): Promise<boolean> {
     await access(path);
     return true;
   } catch {
-    return false;
+    return false; // we run as root: only a missing path fails access()
   }
 }
 
@@ -131,7 +127,14 @@ export class SandboxNetns {
       await ipBatch(ns, insideBatch({ address, uid: opts.uid, gid: opts.gid, withTap: !inside.has(GUEST_TAP) }));
       await nftApply(ns, sandboxRuleset(opts.egress, { tap: GUEST_TAP, uplink: NS_UPLINK, guestCidr: GUEST_CIDR }));
     } catch (error) {
-      await handle.dispose().catch(() => undefined);
+      // The set-up error is the caller's answer; a failed cleanup is logged (netns cleanup removes it later).
+      await handle.dispose().catch((cleanup: unknown) =>
+        logger.warn('cannot remove a half-made sandbox network namespace', {
+          sandbox_id: id,
+          netns: ns,
+          error: messageOf(cleanup),
+        }),
+      );
       throw error;
     }
     return handle;
@@ -181,6 +184,7 @@ async function removeNetns(ns: string, claims: AddressClaims): Promise<void> {
 
 /** Our namespaces (`fk-` + 12 id characters) under /run/netns. */
 export async function listSandboxNetns(): Promise<string[]> {
+  // No /run/netns: ip has never made a namespace here, so none of ours exists.
   const names = await readdir('/run/netns').catch(() => [] as string[]);
   return names.filter((n) => NETNS_PATTERN.test(n)).sort();
 }
@@ -199,7 +203,7 @@ async function namespacesInUse(names: readonly string[]): Promise<Set<string>> {
   if (byInode.size === 0) return used;
   for (const pid of await readdir('/proc')) {
     if (!/^\d+$/.test(pid)) continue;
-    const link = await readlink(`/proc/${pid}/ns/net`).catch(() => undefined);
+    const link = await readlink(`/proc/${pid}/ns/net`).catch(() => undefined); // the process exited meanwhile
     const name = link === undefined ? undefined : byInode.get(link);
     if (name !== undefined) used.add(name);
   }
@@ -246,7 +250,10 @@ export async function cleanupAll(opts: { force?: boolean; claims?: AddressClaims
     }
   }
   const { ip } = await netTools();
-  const links = await mustExec(ip, ['-o', 'link', 'show']).catch(() => '');
+  const links = await mustExec(ip, ['-o', 'link', 'show']).catch((error: unknown) => {
+    report.errors.push(`cannot list links to find stray ones: ${messageOf(error)}`);
+    return '';
+  });
   for (const line of links.split('\n')) {
     const name = /^\d+:\s+([^:@\s]+)/.exec(line)?.[1];
     if (name === undefined || !NETNS_PATTERN.test(name) || inUse.has(name)) continue;

@@ -8,12 +8,12 @@
 // transaction), so applying it again is harmless.
 import { ForkdError } from '../lib/errors.js';
 import { DEFAULT_DEFAULT_EGRESS } from '../lib/config.js';
+import { MAX_ALLOW_CIDRS } from '../lib/limits.js';
 
 export type EgressPolicy = 'allow' | 'deny' | { allow: string[] };
 
 /** When a spawn names no policy. Closed by default: open egress is a decision, not an accident. */
 export const DEFAULT_EGRESS: EgressPolicy = DEFAULT_DEFAULT_EGRESS;
-export const MAX_ALLOW_CIDRS = 256;
 
 /**
  * Always dropped, whatever the policy: "this network", the sandbox bridge (the host's bridge

@@ -16,7 +16,7 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   try {
     text = await readFile(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return undefined;
+    return undefined; // no such process (any more)
   }
   // After ") ": state is field 3, so start time (field 22) is the 20th of the rest.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
@@ -33,7 +33,7 @@ const USER_HZ = 100;
 export async function processCpuMs(pid: number): Promise<number | undefined> {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
+  if (text === undefined) return undefined; // no such process (any more)
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(rest[11]) + Number(rest[12]);
   return Number.isFinite(ticks) ? (ticks * 1000) / USER_HZ : undefined;
@@ -65,6 +65,6 @@ export async function processUsesDir(pid: number, dir: string): Promise<boolean>
   try {
     return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).includes(dir);
   } catch {
-    return false;
+    return false; // exited between the two reads
   }
 }

@@ -36,6 +36,7 @@ export function parsePasswd(text: string, name: string): UserInfo | undefined {
 
 /** uid/gid of a user: /etc/passwd first, then `id` (which also sees NSS users, e.g. LDAP). */
 export async function lookupUser(name: string): Promise<UserInfo | undefined> {
+  // An unreadable /etc/passwd is not an answer: `id` below is asked instead.
   const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '');
   const local = parsePasswd(passwd, name);
   if (local !== undefined) return local;

@@ -37,6 +37,7 @@ export async function pollUntil<T>(
     try {
       await sleep(opts.intervalMs, undefined, { signal: opts.signal });
     } catch {
+      // sleep rejects only when the signal aborts: report that as the deadline or the caller's reason.
       throwIfAborted(opts.signal, opts.what);
     }
   }

@@ -1,6 +1,7 @@
 // Small filesystem helpers shared across layers.
 import { copyFile, link, open, stat } from 'node:fs/promises';
 
+/** Whether stat succeeds. Any failure (ENOENT, ENOTDIR, EACCES) answers "no": callers only branch on it. */
 export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
@@ -15,6 +16,8 @@ export async function linkOrCopy(from: string, to: string): Promise<void> {
   try {
     await link(from, to);
   } catch {
+    // EXDEV (another filesystem) or EPERM (no hard links there): copy. A real problem
+    // (ENOENT, ENOSPC) fails the copy as well, with its own error.
     await copyFile(from, to);
   }
 }

@@ -58,3 +58,8 @@ export function assertSandboxId(value: unknown): string {
   const shown = typeof value === 'string' ? JSON.stringify(value.slice(0, 80)) : `(${typeof value})`;
   throw new ForkdError('invalid_id', `invalid sandbox id ${shown}: expected "sb-" followed by 16 characters a-z 2-7`);
 }
+
+/** A sandbox's network namespace: `fk-` + the last 12 characters of its id. */
+export function netnsName(id: string): string {
+  return `fk-${assertSandboxId(id).slice(-12)}`;
+}

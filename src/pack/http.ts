@@ -49,7 +49,7 @@ export async function putFile(url: URL, file: string, opts: TransferOptions = {}
     'content-type': 'application/octet-stream',
   });
   const answered = response(req);
-  answered.catch(() => undefined);
+  answered.catch(() => undefined); // marks it handled only: it is awaited below on every path
   await pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), counter(size, opts.onProgress), req).catch(
     async (err: unknown) => {
       // A server may answer (413, 403) and close before taking the whole body: report its answer.

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, lstat, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoOf, ForkdError } from '../lib/errors.js';
+import { errnoOf, ForkdError, messageOf } from '../lib/errors.js';
 import { fsyncFile } from '../lib/fsutil.js';
 import { sha256File } from '../lib/hash.js';
 import type { CoreContext } from '../core/context.js';
@@ -75,6 +75,7 @@ async function actionFor(
   if (!(await nameExists(dir))) return 'new';
   if (!main) {
     // An ancestor already here with the same snapshot.json is the same snapshot: keep it.
+    // Unreadable here: not provably the same snapshot, so it is treated as a different one.
     const local = await sha256File(join(dir, SNAPSHOT_FILES.meta)).catch(() => undefined);
     if (local === packed.files[SNAPSHOT_FILES.meta]!.sha256) return 'keep';
   }
@@ -119,7 +120,12 @@ export async function prepareStaged(ctx: CoreContext, dir: string, item: Install
   // As snapshot-create.ts leaves it: QEMU < 8.2 opens the backing file read-write even for a
   // private (CoW) mapping, so the VM user keeps write permission through its group.
   const memPath = join(dir, SNAPSHOT_FILES.memory);
-  await chown(memPath, 0, ctx.facts.vmUser?.gid ?? 0).catch(() => undefined);
+  await chown(memPath, 0, ctx.facts.vmUser?.gid ?? 0).catch((err: unknown) =>
+    ctx.logger.warn('cannot give memory.bin to the VM group; restoring this snapshot may fail', {
+      path: memPath,
+      error: messageOf(err),
+    }),
+  );
   await chmod(memPath, ctx.facts.readonlyPrivateMem ? 0o640 : 0o660);
   await chmod(dir, 0o755);
 }
@@ -136,22 +142,35 @@ export async function publish(paths: DataPaths, staged: string, item: InstallIte
       trash = undefined;
     });
   } else if (await nameExists(final)) {
-    throw new ForkdError('already_exists', `snapshot ${item.target} appeared while the pack was being unpacked`);
+    throw new ForkdError('already_exists', appeared(item.target));
   }
   try {
     await rename(staged, final);
   } catch (err) {
-    if (trash) await rename(trash, final).catch(() => undefined);
+    // Put the replaced snapshot back; if even that fails, say where it is rather than lose it quietly.
+    const kept = trash === undefined ? '' : await putBack(trash, final);
     if (errnoOf(err) === 'ENOTEMPTY' || errnoOf(err) === 'EEXIST')
-      throw new ForkdError('already_exists', `snapshot ${item.target} appeared while the pack was being unpacked`, {
-        cause: err,
-      });
+      throw new ForkdError('already_exists', `${appeared(item.target)}${kept}`, { cause: err });
+    if (kept)
+      throw new ForkdError('host_error', `cannot move ${staged} to ${final}: ${messageOf(err)}${kept}`, { cause: err });
     throw err;
   }
   if (trash) await rm(trash, { recursive: true, force: true });
 }
 
-/** lstat, not stat: a name taken by anything (even a dangling symlink) is taken. */
+const appeared = (tag: string): string => `snapshot ${tag} appeared while the pack was being unpacked`;
+
+/** Renames the replaced snapshot back: '' when that worked, else a clause saying where it stays. */
+async function putBack(trash: string, final: string): Promise<string> {
+  try {
+    await rename(trash, final);
+    return '';
+  } catch (err) {
+    return `; the replaced snapshot could not be put back (${messageOf(err)}) and is in ${trash}`;
+  }
+}
+
+/** lstat, not stat: a name taken by anything (even a dangling symlink) is taken. A failing lstat means free. */
 async function nameExists(path: string): Promise<boolean> {
   return (await lstat(path).catch(() => undefined)) !== undefined;
 }

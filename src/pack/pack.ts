@@ -64,7 +64,7 @@ export async function writePack(paths: DataPaths, opts: PackOptions, out: Writab
   const totalBytes = declaredBytes(manifest);
   const zstd = zstdCompress();
   const drained = pipeline(zstd.stdout, out);
-  drained.catch(() => undefined);
+  drained.catch(() => undefined); // marks it handled only: awaited below on every path
   try {
     const tar = new TarWriter(zstd.stdin);
     const mtime = Math.floor(Date.now() / 1000);
@@ -93,7 +93,7 @@ export async function writePack(paths: DataPaths, opts: PackOptions, out: Writab
     return { manifest, totalBytes };
   } catch (err) {
     await zstd.stop();
-    await drained.catch(() => undefined);
+    await drained.catch(() => undefined); // a consequence of stopping zstd; `err` is the cause
     throw err;
   }
 }
@@ -104,6 +104,7 @@ export async function packToFile(
   opts: PackOptions & { output: string; force?: boolean },
 ): Promise<PackResult & { path: string; compressedBytes: number }> {
   const path = resolve(opts.output);
+  // A stat that fails finds nothing in the way; a real problem with the path fails the write below.
   if (!opts.force && (await stat(path).catch(() => undefined)))
     throw new ForkdError('already_exists', `${path} already exists; pick another -o or pass --force to overwrite it`);
   const partial = join(dirname(path), `.${basename(path)}.partial-${randomBytes(4).toString('hex')}`);

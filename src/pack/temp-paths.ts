@@ -14,5 +14,6 @@ export function trackTempPath(path: string): () => void {
 export async function removeTrackedTempPaths(): Promise<void> {
   const paths = [...active];
   active.clear();
+  // Best effort on the way out (Ctrl-C): what stays is a dot-named dir that no listing shows.
   await Promise.all(paths.map((p) => rm(p, { recursive: true, force: true }).catch(() => undefined)));
 }

@@ -9,7 +9,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ForkdError } from '../lib/errors.js';
+import { errnoOf, ForkdError, messageOf } from '../lib/errors.js';
 import { assertTag } from '../lib/tag.js';
 import type { CoreContext } from '../core/context.js';
 import { formatBytes, freeSpace, GIB } from '../host/disk.js';
@@ -52,6 +52,8 @@ export async function unpackFile(ctx: CoreContext, opts: UnpackOptions): Promise
   const untrack = trackTempPath(temp);
   const zstd = zstdDecompress();
   const fed = pipeline(createReadStream(opts.file), zstd.stdin);
+  // Marks it handled only: a failure feeding zstd ends its input early, which the tar reader
+  // reports as a truncated or damaged pack; `fed` is awaited again on the way out.
   fed.catch(() => undefined);
   // The stream ends only once zstd exits 0: a damaged frame reports zstd's error, not the
   // truncated tar it leaves behind.
@@ -78,6 +80,7 @@ export async function unpackFile(ctx: CoreContext, opts: UnpackOptions): Promise
       snapshots: plan.map((p) => ({ tag: p.packed.tag, storedAs: p.target, action: p.action })),
     };
   } finally {
+    // Cleanup on every path: a success already consumed the stream, a failure has its own error.
     await reader.close().catch(() => undefined);
     await zstd.stop();
     await fed.catch(() => undefined);
@@ -87,7 +90,10 @@ export async function unpackFile(ctx: CoreContext, opts: UnpackOptions): Promise
 }
 
 async function assertZstdFile(file: string): Promise<void> {
-  const st = await stat(file).catch(() => undefined);
+  const st = await stat(file).catch((err: unknown) => {
+    if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return undefined;
+    throw new ForkdError('host_error', `cannot read pack ${file}: ${messageOf(err)}`, { cause: err });
+  });
   if (!st) throw new ForkdError('not_found', `pack ${file} not found`);
   if (!st.isFile()) throw new ForkdError('invalid_argument', `pack ${file} is not a regular file`);
   const fh = await open(file, 'r');

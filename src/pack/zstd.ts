@@ -79,7 +79,7 @@ function start(args: string[], what: string): ZstdPipe {
       }
       child.stdin.destroy();
       child.stdout.destroy();
-      await exited.catch(() => undefined);
+      await exited.catch(() => undefined); // stopped on purpose: its exit status means nothing now
     },
   };
 }

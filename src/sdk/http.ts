@@ -181,9 +181,12 @@ export class Transport {
     } catch (cause) {
       if (spec.signal?.aborted)
         throw new ForkdApiError('aborted', 0, `${spec.method} ${spec.path} was aborted`, { cause });
-      throw new ForkdApiError('client_timeout', 0, `${spec.method} ${spec.path}: answer cut off or timed out`, {
-        cause,
-      });
+      throw new ForkdApiError(
+        'client_timeout',
+        0,
+        `${spec.method} ${spec.path}: the answer from ${this.url} was cut off or timed out`,
+        { cause },
+      );
     }
   }
 }

@@ -93,6 +93,7 @@ export class Sandbox {
     if (!info) throw new ForkdApiError('protocol_error', 201, 'the daemon created no sandbox');
     const sb = new Sandbox(controller, info);
     if (info.state !== 'running') {
+      // Best effort: the daemon already holds it as failed; the boot failure below is the answer.
       await sb.kill().catch(() => undefined);
       throw new ForkdApiError(
         'boot_failed',
@@ -139,7 +140,7 @@ export class Sandbox {
       const signal = opts.signal ? AbortSignal.any([opts.signal, controller.signal]) : controller.signal;
       const p = this.stream(cmd, { ...opts, signal });
       if (!opts.background) return p;
-      p.catch(() => undefined);
+      p.catch(() => undefined); // only marks it handled: wait() returns p, and its error, to the caller
       return { wait: () => p, kill: () => controller.abort(new Error('killed')) };
     }) as {
       (cmd: string | string[], opts: RunOptions & { background: true }): CommandHandle;
@@ -196,7 +197,9 @@ export class Sandbox {
       if (err instanceof ForkdApiError) throw err;
       if (opts.signal?.aborted)
         throw new ForkdApiError('aborted', 0, `command in ${this.id} was aborted`, { cause: err });
-      throw new ForkdApiError('client_timeout', 0, `streaming exec in ${this.id} was cut off`, { cause: err });
+      throw new ForkdApiError('client_timeout', 0, `streaming exec in ${this.id} from ${this.t.url} was cut off`, {
+        cause: err,
+      });
     } finally {
       res.destroy();
     }

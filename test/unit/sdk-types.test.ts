@@ -21,8 +21,8 @@ import type {
   VersionInfo,
   WriteFileResult,
 } from '../../src/sdk/index.js';
-import { parseRemote } from '../../src/cli/commands/cp.js';
-import { egressFlag } from '../../src/cli/commands/spawn.js';
+import { parseRemote } from '../../src/cli/commands/sandbox/cp.js';
+import { egressFlag } from '../../src/cli/commands/sandbox/spawn.js';
 import { numberFlag } from '../../src/cli/args.js';
 import { LIMIT_RANGES } from '../../src/host/cgroups.js';
 

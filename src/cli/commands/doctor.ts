@@ -5,7 +5,6 @@
 import { access } from 'node:fs/promises';
 import { arch, platform, release } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { DEFAULT_DATA_DIR, loadLocalConfig } from '../../lib/config.js';
 import { messageOf } from '../../lib/errors.js';
 import { detectAccel, type AccelDecision } from '../../host/accel.js';
@@ -19,6 +18,7 @@ import { lookupUser, useraddArgs } from '../../host/users.js';
 import { findUnreachable, groupsOf, unreachableMessage } from '../../host/data-dir-access.js';
 import { findKernel } from '../../image/kernel.js';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../command.js';
+import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -193,6 +193,7 @@ export const CHECKS: readonly Check[] = [
         await access(manifest);
         return pass(manifest);
       } catch {
+        // Missing or unreadable, either way no image to boot: the check's answer.
         return fail(`default image missing (${manifest})`, setupHint(env));
       }
     },
@@ -246,17 +247,19 @@ export function doctorReport(results: CheckResult[], accel: AccelDecision): Doct
   return { checks: results, summary: summarize(results), accel };
 }
 
+const FLAGS = { json: JSON_FLAG, 'data-dir': DATA_DIR_FLAG } as const;
+
 export const doctorCommand: Command = {
   name: 'doctor',
+  group: 'host',
+  modes: 'host',
   summary: 'Check this host: QEMU, accelerator, cgroups, netns, VM user, data dir access, kernel, image, disk',
-  usage: 'doctor [--json] [--data-dir DIR]',
+  usage: ['doctor [--json] [--data-dir DIR]'],
+  flags: FLAGS,
+  examples: ['forkd doctor', 'forkd doctor --json --data-dir /srv/forkd'],
+  notes: ['One line per check (pass, warn, fail) with what to run when it is not a pass; exit 1 when any failed.'],
   async run(argv, ctx) {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: { json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' } },
-    });
+    const { values } = parseFlags(argv, FLAGS);
     const config = loadLocalConfig({ dataDir: values['data-dir'] });
     const accel = await detectAccel(config.accelOverride);
     const results = await runChecks(CHECKS, { dataDir: config.dataDir, vmUser: config.vmUser, accel });

@@ -1,40 +1,52 @@
 // `forkd image build`: build a guest image (kernel + initramfs [+ root disk with packages]).
-import { parseArgs } from 'node:util';
 import { loadLocalConfig } from '../../lib/config.js';
-import { ForkdError } from '../../lib/errors.js';
 import { assertTag } from '../../lib/tag.js';
 import { buildImage } from '../../image/build.js';
 import { listFlag } from '../args.js';
 import { createProgress } from '../progress.js';
 import { EXIT_OK, type Command } from '../command.js';
+import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';
 
-export const imageCommand: Command = {
-  name: 'image',
-  summary: 'Build a guest image: forkd image build [--name default] [--runtime node] [--packages python3-numpy,...]',
-  usage:
-    'image build [--name NAME] [--runtime node] [--packages PKG,...] [--python-preload MOD,...] [--force] [--data-dir DIR] [--json]',
+const FLAGS = {
+  name: { type: 'string', value: 'NAME', default: 'default', help: 'name of the image' },
+  packages: {
+    type: 'string',
+    value: 'PKG,...',
+    multiple: true,
+    help: 'Debian packages for a root disk (built with mmdebstrap); none: an initramfs-only image',
+  },
+  runtime: {
+    type: 'string',
+    value: 'NAME,...',
+    multiple: true,
+    help: 'language runtimes beside busybox: node adds Node.js and the JS eval worker (default: none)',
+  },
+  'python-preload': {
+    type: 'string',
+    value: 'MOD,...',
+    multiple: true,
+    help: "modules the guest's warm Python worker imports",
+  },
+  force: { type: 'boolean', help: 'rebuild even when the inputs did not change' },
+  'data-dir': DATA_DIR_FLAG,
+  json: JSON_FLAG,
+} as const;
+
+export const imageBuildCommand: Command = {
+  name: 'image build',
+  group: 'host',
+  modes: 'host',
+  summary: 'Build a guest image: kernel, initramfs, --runtime node, and with --packages a Debian root disk',
+  usage: ['image build [--name NAME] [--runtime node] [--packages PKG,...] [flags]'],
+  flags: FLAGS,
+  examples: [
+    'forkd image build --runtime node',
+    'forkd image build --name numpy --packages python3-numpy --python-preload numpy',
+  ],
+  notes: ['Builds are cached by their inputs: the image id is their hash.'],
   async run(argv, ctx) {
-    const [sub, ...rest] = argv;
-    if (sub !== 'build')
-      throw new ForkdError(
-        'invalid_argument',
-        `unknown image subcommand ${JSON.stringify(sub ?? '')}; use: forkd image build`,
-      );
-    const { values } = parseArgs({
-      args: rest,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        name: { type: 'string', default: 'default' },
-        packages: { type: 'string', multiple: true },
-        runtime: { type: 'string', multiple: true },
-        'python-preload': { type: 'string', multiple: true },
-        force: { type: 'boolean', default: false },
-        'data-dir': { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-    });
-    const name = assertTag(values.name, 'image name');
+    const { values } = parseFlags(argv, FLAGS);
+    const name = assertTag(values.name ?? 'default', 'image name');
     const config = loadLocalConfig({ dataDir: values['data-dir'] });
     const progress = createProgress(ctx);
     const preload = values['python-preload'] === undefined ? undefined : listFlag(values['python-preload']);

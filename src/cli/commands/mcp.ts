@@ -1,18 +1,31 @@
 // `forkd mcp`: serve the MCP tools on stdin/stdout (for an assistant's MCP config). Logs go
 // to stderr only: stdout carries the protocol.
-import { parseArgs } from 'node:util';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { createMcpServer } from '../../mcp/server.js';
+import { DEFAULT_TIMEOUT_MS } from '../../sdk/index.js';
 import { EXIT_OK, type Command } from '../command.js';
-import { CLIENT_FLAGS, CLIENT_USAGE, openController } from './daemon-client.js';
+import { openController } from '../daemon.js';
+import { clientFlags, parseFlags } from '../flags.js';
+
+/** The tools' plain calls keep the SDK's default deadline; spawn and branch take their own. */
+const MCP_TIMEOUT_SECS = DEFAULT_TIMEOUT_MS / 1000;
+const FLAGS = clientFlags(MCP_TIMEOUT_SECS);
 
 export const mcpCommand: Command = {
   name: 'mcp',
-  summary: 'Daemon: MCP server on stdio (tools: spawn, list, exec, eval, files, branch, kill)',
-  usage: `mcp ${CLIENT_USAGE}`,
+  group: 'tools',
+  modes: 'daemon',
+  summary: 'MCP server on stdio over the daemon (tools: spawn, list, exec, eval, files, branch, kill)',
+  usage: ['mcp [flags]'],
+  flags: FLAGS,
+  examples: [
+    'forkd mcp --url http://127.0.0.1:8889',
+    '{"mcpServers": {"forkd": {"command": "forkd", "args": ["mcp"], "env": {"FORKD_URL": "http://127.0.0.1:8889"}}}}',
+  ],
+  notes: ['stdout carries the MCP protocol; logs go to stderr.'],
   async run(argv) {
-    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { ...CLIENT_FLAGS } });
-    const server = createMcpServer(await openController(values));
+    const { values } = parseFlags(argv, FLAGS);
+    const server = createMcpServer(await openController(values, MCP_TIMEOUT_SECS));
     const transport = new StdioServerTransport();
     const closed = new Promise<void>((resolve) => {
       transport.onclose = () => resolve();

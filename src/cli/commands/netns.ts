@@ -2,11 +2,11 @@
 // process is inside (a live sandbox's is kept unless --force), stray `fk-` host links, stale
 // bridge-address claims, and — once no sandbox namespace remains — the bridge and the host's
 // nftables table.
-import { parseArgs } from 'node:util';
 import { ForkdError } from '../../lib/errors.js';
 import { isRoot } from '../../host/users.js';
 import { cleanupAll, type NetCleanupReport } from '../../host/netns.js';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../command.js';
+import { JSON_FLAG, parseFlags } from '../flags.js';
 
 function summary(r: NetCleanupReport): string {
   const lines = [
@@ -21,18 +21,23 @@ function summary(r: NetCleanupReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-export const netnsCommand: Command = {
-  name: 'netns',
-  summary: 'Sandbox networking maintenance: "netns cleanup" removes leftover namespaces, links and rules',
-  usage: 'netns cleanup [--force] [--json]',
+const FLAGS = {
+  force: { type: 'boolean', help: 'also remove namespaces a live process is in' },
+  json: JSON_FLAG,
+} as const;
+
+export const netnsCleanupCommand: Command = {
+  name: 'netns cleanup',
+  group: 'host',
+  modes: 'host',
+  summary: 'Remove sandbox networking a crash left behind: namespaces, links, address claims, rules',
+  usage: ['netns cleanup [--force] [--json]'],
+  flags: FLAGS,
+  examples: ['sudo forkd netns cleanup', 'sudo forkd netns cleanup --json'],
+  notes: ['Needs root. Exit 1 when something could not be removed (listed as error lines).'],
   async run(argv, ctx) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: true,
-      options: { json: { type: 'boolean', default: false }, force: { type: 'boolean', default: false } },
-    });
-    if (positionals.length !== 1 || positionals[0] !== 'cleanup') {
+    const { values, positionals } = parseFlags(argv, FLAGS, { positionals: true });
+    if (positionals.length > 0) {
       throw new ForkdError('invalid_argument', 'usage: forkd netns cleanup [--force] [--json]');
     }
     if (!isRoot()) throw new ForkdError('host_error', 'netns cleanup needs root (network namespaces, nftables)');

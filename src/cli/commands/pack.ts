@@ -1,6 +1,5 @@
 // `forkd pack --tag T`: write a snapshot (and with --with-ancestors its parentTag chain) as one
 // portable, verified .forkd.tar.zst. Progress on stderr; the result on stdout.
-import { parseArgs } from 'node:util';
 import { loadLocalConfig } from '../../lib/config.js';
 import { ForkdError } from '../../lib/errors.js';
 import { assertTag } from '../../lib/tag.js';
@@ -13,25 +12,33 @@ import { byteProgress } from '../byte-progress.js';
 import { withSignalCleanup } from '../local.js';
 import { createProgress } from '../progress.js';
 import { EXIT_OK, type Command } from '../command.js';
+import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';
+
+const FLAGS = {
+  tag: { type: 'string', value: 'TAG', help: 'snapshot to pack (required)' },
+  output: {
+    type: 'string',
+    short: 'o',
+    value: 'FILE',
+    default: `TAG${PACK_EXTENSION}`,
+    help: 'where to write the pack',
+  },
+  'with-ancestors': { type: 'boolean', help: 'also pack the snapshots it descends from (parentTag chain)' },
+  force: { type: 'boolean', help: 'overwrite FILE' },
+  'data-dir': DATA_DIR_FLAG,
+  json: JSON_FLAG,
+} as const;
 
 export const packCommand: Command = {
   name: 'pack',
+  group: 'packs',
+  modes: 'host',
   summary: 'Write a snapshot as one portable .forkd.tar.zst (manifest with sha256 of every file)',
-  usage: 'pack --tag TAG [-o FILE] [--with-ancestors] [--force] [--data-dir DIR] [--json]',
+  usage: ['pack --tag TAG [-o FILE] [--with-ancestors] [flags]'],
+  flags: FLAGS,
+  examples: ['forkd pack --tag py', 'forkd pack --tag leaf --with-ancestors -o leaf.forkd.tar.zst'],
   async run(argv, ctx) {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        tag: { type: 'string' },
-        output: { type: 'string', short: 'o' },
-        'with-ancestors': { type: 'boolean', default: false },
-        force: { type: 'boolean', default: false },
-        'data-dir': { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-    });
+    const { values } = parseFlags(argv, FLAGS);
     if (values.tag === undefined) throw new ForkdError('invalid_argument', '--tag is required');
     const tag = assertTag(values.tag, 'snapshot tag');
     const paths = new DataPaths(loadLocalConfig({ dataDir: values['data-dir'] }).dataDir);

@@ -1,6 +1,5 @@
 // `forkd push --tag T URL`: pack a snapshot and upload it with one streamed HTTP PUT
 // (presigned-URL style: Content-Length known, no other headers needed).
-import { parseArgs } from 'node:util';
 import { loadLocalConfig } from '../../lib/config.js';
 import { ForkdError } from '../../lib/errors.js';
 import { assertTag } from '../../lib/tag.js';
@@ -13,23 +12,26 @@ import { byteProgress } from '../byte-progress.js';
 import { withSignalCleanup } from '../local.js';
 import { createProgress } from '../progress.js';
 import { EXIT_OK, type Command } from '../command.js';
+import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';
+
+const FLAGS = {
+  tag: { type: 'string', value: 'TAG', help: 'snapshot to upload (required)' },
+  'with-ancestors': { type: 'boolean', help: 'also pack the snapshots it descends from (parentTag chain)' },
+  'data-dir': DATA_DIR_FLAG,
+  json: JSON_FLAG,
+} as const;
 
 export const pushCommand: Command = {
   name: 'push',
+  group: 'packs',
+  modes: 'host',
   summary: 'Pack a snapshot and upload it to a URL with an HTTP PUT (e.g. a presigned object-store URL)',
-  usage: 'push --tag TAG URL [--with-ancestors] [--data-dir DIR] [--json]',
+  usage: ['push --tag TAG URL [--with-ancestors] [flags]'],
+  flags: FLAGS,
+  examples: ["forkd push --tag py 'https://bucket.example.com/py.forkd.tar.zst?X-Amz-Signature=...'"],
+  notes: ["A URL's query string (a presigned signature) is never printed."],
   async run(argv, ctx) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: true,
-      options: {
-        tag: { type: 'string' },
-        'with-ancestors': { type: 'boolean', default: false },
-        'data-dir': { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-    });
+    const { values, positionals } = parseFlags(argv, FLAGS, { positionals: true });
     if (values.tag === undefined) throw new ForkdError('invalid_argument', '--tag is required');
     if (positionals.length !== 1) throw new ForkdError('invalid_argument', 'give exactly one URL');
     const tag = assertTag(values.tag, 'snapshot tag');

@@ -1,6 +1,6 @@
 // `forkd quickstart`: the whole story in one command. Setup (idempotent), a snapshot of the
 // default image (reused when present), fork 10 children, run a command in each, summary.
-import { parseArgs } from 'node:util';
+// Always on this host: the snapshot and the fork are pinned to local mode.
 import { loadLocalConfig } from '../../lib/config.js';
 import { assertTag } from '../../lib/tag.js';
 import { DataPaths } from '../../core/paths.js';
@@ -8,32 +8,36 @@ import { listSnapshots, removeSnapshot } from '../../core/snapshot-store.js';
 import { FORK_N_RANGE } from '../../core/fork.js';
 import { intFlag } from '../args.js';
 import { EXIT_OK, type Command } from '../command.js';
+import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';
 import { setupCommand } from './setup.js';
-import { snapshotCommand } from './snapshot.js';
-import { forkCommand } from './fork.js';
+import { snapshotCreateCommand } from './snapshot/create.js';
+import { sandboxRunCommand } from './sandbox/run.js';
+
+const FLAGS = {
+  n: { type: 'string', short: 'n', value: 'N', default: '10', help: 'how many children to fork' },
+  tag: { type: 'string', value: 'TAG', default: 'quickstart', help: 'snapshot to create or reuse' },
+  'data-dir': DATA_DIR_FLAG,
+  json: JSON_FLAG,
+} as const;
 
 /** What every child runs: its own hostname and random bytes, to show they are its own. */
 export const QUICKSTART_EXEC = 'echo "hello from $(hostname): $(head -c 6 /dev/urandom | od -An -tx1 | tr -d " ")"';
 
 export const quickstartCommand: Command = {
   name: 'quickstart',
+  group: 'host',
+  modes: 'host',
   summary: 'Set up the host, snapshot the default image, fork 10 children and run a command in each',
-  usage: 'quickstart [-n 10] [--tag quickstart] [--data-dir DIR] [--json]',
-  async run(argv, ctx) {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        n: { type: 'string', short: 'n' },
-        tag: { type: 'string', default: 'quickstart' },
-        'data-dir': { type: 'string' },
-        json: { type: 'boolean', default: false },
-      },
-    });
+  usage: ['quickstart [-n N] [--tag TAG] [--data-dir DIR] [--json]'],
+  flags: FLAGS,
+  examples: ['sudo forkd quickstart', 'sudo forkd quickstart -n 50 --json'],
+  notes: ['Runs forkd setup, forkd snapshot create (unless the tag exists) and forkd sandbox run on this host.'],
+  async run(argv, parent) {
+    const { values } = parseFlags(argv, FLAGS);
     const n = intFlag('n', values.n, 10, FORK_N_RANGE);
-    const tag = assertTag(values.tag, 'snapshot tag');
+    const tag = assertTag(values.tag ?? 'quickstart', 'snapshot tag');
     const dirArgs = values['data-dir'] ? ['--data-dir', values['data-dir']] : [];
+    const ctx = { ...parent, pinnedMode: 'local' as const };
     ctx.err('== 1/3 setup\n');
     let code = await setupCommand.run([...dirArgs], ctx);
     if (code !== EXIT_OK) return code;
@@ -47,14 +51,14 @@ export const quickstartCommand: Command = {
     }
     const existing = listed?.meta ? listed : undefined;
     if (existing) {
-      ctx.err(`== 2/3 snapshot ${tag} exists; reusing it (forkd rmi ${tag} to rebuild)\n`);
+      ctx.err(`== 2/3 snapshot ${tag} exists; reusing it (forkd snapshot rm ${tag} to rebuild)\n`);
     } else {
       ctx.err(`== 2/3 snapshot ${tag}\n`);
-      code = await snapshotCommand.run(['--tag', tag, ...dirArgs], ctx);
+      code = await snapshotCreateCommand.run(['--tag', tag, ...dirArgs], ctx);
       if (code !== EXIT_OK) return code;
     }
     ctx.err(`== 3/3 fork ${n} children and run a command in each\n`);
-    return forkCommand.run(
+    return sandboxRunCommand.run(
       ['--tag', tag, '-n', String(n), '--exec', QUICKSTART_EXEC, ...dirArgs, ...(values.json ? ['--json'] : [])],
       ctx,
     );

@@ -2,7 +2,6 @@
 // and only does the missing part, so re-running it is cheap and safe.
 import { chmod, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadLocalConfig } from '../../lib/config.js';
 import { errnoOf, ForkdError, isForkdError, messageOf } from '../../lib/errors.js';
 import { detectAccel, type AccelDecision } from '../../host/accel.js';
@@ -13,6 +12,7 @@ import { buildImage } from '../../image/build.js';
 import { buildNothp } from '../../host/nothp.js';
 import { createProgress } from '../progress.js';
 import { EXIT_OK, type Command } from '../command.js';
+import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';
 
 /** Data dir layout; run/ is 0711 so the VM user can reach its own run/<id> but not list others. */
 export const DATA_DIR_LAYOUT: ReadonlyArray<{ name: string; mode: number }> = [
@@ -53,21 +53,25 @@ function accelSummary(accel: AccelDecision): string {
   return `accelerator: ${accel.accel} (${accel.warning ?? accel.reason})`;
 }
 
+const FLAGS = {
+  'data-dir': DATA_DIR_FLAG,
+  'skip-image': { type: 'boolean', help: 'do not build the default image' },
+  json: JSON_FLAG,
+} as const;
+
 export const setupCommand: Command = {
   name: 'setup',
+  group: 'host',
+  modes: 'host',
   summary: 'Prepare this host: Debian packages, VM user, data dir, guest kernel, default image',
-  usage: 'setup [--data-dir DIR] [--skip-image] [--json]',
+  usage: ['setup [--data-dir DIR] [--skip-image] [--json]'],
+  flags: FLAGS,
+  examples: ['sudo forkd setup', 'sudo forkd setup --data-dir /srv/forkd --skip-image'],
+  notes: [
+    'Idempotent: each step looks at what is there and only does the missing part. Installing packages needs root.',
+  ],
   async run(argv, ctx) {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        'data-dir': { type: 'string' },
-        'skip-image': { type: 'boolean', default: false },
-        json: { type: 'boolean', default: false },
-      },
-    });
+    const { values } = parseFlags(argv, FLAGS);
     const config = loadLocalConfig({ dataDir: values['data-dir'] });
     const progress = createProgress(ctx);
     const onProgress = (msg: string): void => progress.step(msg);

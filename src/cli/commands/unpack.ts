@@ -1,5 +1,4 @@
 // `forkd unpack FILE`: verify a pack completely (hostile input) and store its snapshots.
-import { parseArgs } from 'node:util';
 import { ForkdError } from '../../lib/errors.js';
 import { assertTag } from '../../lib/tag.js';
 import { GIB } from '../../host/disk.js';
@@ -10,15 +9,24 @@ import { byteProgress } from '../byte-progress.js';
 import { openLocal, withSignalCleanup } from '../local.js';
 import { createProgress } from '../progress.js';
 import { EXIT_OK, type CliContext, type Command } from '../command.js';
+import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';
 
 /** Flags unpack and pull share. */
-export const UNPACK_OPTIONS = {
-  tag: { type: 'string' },
-  force: { type: 'boolean', default: false },
-  'allow-incompatible': { type: 'boolean', default: false },
-  'max-size-gib': { type: 'string' },
-  'data-dir': { type: 'string' },
-  json: { type: 'boolean', default: false },
+export const UNPACK_FLAGS = {
+  tag: { type: 'string', value: 'TAG', default: "the pack's", help: "store the pack's snapshot under this tag" },
+  force: { type: 'boolean', help: 'replace snapshots here that differ from the pack' },
+  'allow-incompatible': {
+    type: 'boolean',
+    help: 'store it even if this host cannot restore it (other QEMU or accelerator)',
+  },
+  'max-size-gib': {
+    type: 'string',
+    value: 'GIB',
+    default: String(DEFAULT_MAX_UNPACK_BYTES / GIB),
+    help: 'refuse a pack that declares more data than this',
+  },
+  'data-dir': DATA_DIR_FLAG,
+  json: JSON_FLAG,
 } as const;
 
 export function maxBytesFlag(raw: string | undefined): number {
@@ -51,15 +59,15 @@ export function reportUnpacked(
 
 export const unpackCommand: Command = {
   name: 'unpack',
+  group: 'packs',
+  modes: 'host',
   summary: 'Verify a .forkd.tar.zst (every tag, entry, size and sha256) and store its snapshots',
-  usage: 'unpack FILE [--tag TAG] [--force] [--allow-incompatible] [--max-size-gib 64] [--data-dir DIR] [--json]',
+  usage: ['unpack FILE [--tag TAG] [--force] [flags]'],
+  flags: UNPACK_FLAGS,
+  examples: ['forkd unpack py.forkd.tar.zst', 'forkd unpack py.forkd.tar.zst --tag py-copy --json'],
+  notes: ['The pack is hostile input: nothing is stored unless all of it checks out.'],
   async run(argv, ctx) {
-    const { values, positionals } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: true,
-      options: UNPACK_OPTIONS,
-    });
+    const { values, positionals } = parseFlags(argv, UNPACK_FLAGS, { positionals: true });
     if (positionals.length !== 1) throw new ForkdError('invalid_argument', 'give exactly one pack file');
     const tag = optionalTag(values.tag);
     const maxBytes = maxBytesFlag(values['max-size-gib']);
