@@ -51,7 +51,7 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
   if (await exists(finalDir)) {
     throw new ForkdError(
       'already_exists',
-      `snapshot ${tag} already exists; pick another tag or remove it with: forkd rmi ${tag}`,
+      `snapshot ${tag} already exists; pick another tag or remove it with: forkd snapshot rm ${tag}`,
     );
   }
   const image = await readImageManifest(ctx.config.dataDir, opts.image);

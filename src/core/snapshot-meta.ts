@@ -44,7 +44,7 @@ export async function readSnapshotMeta(dir: string, tag: string): Promise<Snapsh
     text = await readFile(path, 'utf8');
   } catch (err) {
     if (errnoOf(err) === 'ENOENT')
-      throw new ForkdError('not_found', `snapshot ${tag} not found (no ${path}); list snapshots with: forkd images`);
+      throw new ForkdError('not_found', `snapshot ${tag} not found (no ${path}); list snapshots with: forkd snapshot ls`);
     throw new ForkdError('corrupt_snapshot', `snapshot ${tag}: cannot read ${path}: ${String(err)}`, { cause: err });
   }
   let meta: unknown;
@@ -53,7 +53,7 @@ export async function readSnapshotMeta(dir: string, tag: string): Promise<Snapsh
   } catch {
     throw new ForkdError(
       'corrupt_snapshot',
-      `snapshot ${tag}: ${path} is not valid JSON; delete it with: forkd rmi ${tag}`,
+      `snapshot ${tag}: ${path} is not valid JSON; delete it with: forkd snapshot rm ${tag}`,
     );
   }
   return validateMeta(meta, tag, path);
@@ -62,7 +62,7 @@ export async function readSnapshotMeta(dir: string, tag: string): Promise<Snapsh
 function validateMeta(meta: unknown, tag: string, path: string): SnapshotMeta {
   const m = meta as Partial<SnapshotMeta> | null;
   const bad = (what: string): ForkdError =>
-    new ForkdError('corrupt_snapshot', `snapshot ${tag}: ${path} ${what}; delete it with: forkd rmi ${tag}`);
+    new ForkdError('corrupt_snapshot', `snapshot ${tag}: ${path} ${what}; delete it with: forkd snapshot rm ${tag}`);
   if (typeof m !== 'object' || m === null) throw bad('is not an object');
   if (m.formatVersion !== SNAPSHOT_FORMAT_VERSION)
     throw bad(`has format version ${String(m.formatVersion)}, expected ${SNAPSHOT_FORMAT_VERSION}`);
@@ -110,7 +110,7 @@ export function assertCompatible(meta: SnapshotMeta, host: HostProfile): void {
   if (problems.length > 0) {
     throw new ForkdError(
       'incompatible_snapshot',
-      `snapshot ${meta.tag} cannot be restored on this host: ${problems.join('; ')}. Re-create it here with: forkd snapshot --tag ${meta.tag}`,
+      `snapshot ${meta.tag} cannot be restored on this host: ${problems.join('; ')}. Re-create it here with: forkd snapshot create --tag ${meta.tag}`,
     );
   }
 }
@@ -129,13 +129,13 @@ export async function verifySnapshotFiles(dir: string, meta: SnapshotMeta): Prom
     } catch {
       throw new ForkdError(
         'corrupt_snapshot',
-        `snapshot ${meta.tag}: ${name} is missing (${path}); re-create the snapshot or delete it with: forkd rmi ${meta.tag}`,
+        `snapshot ${meta.tag}: ${name} is missing (${path}); re-create the snapshot or delete it with: forkd snapshot rm ${meta.tag}`,
       );
     }
     if (size !== digest.size) {
       throw new ForkdError(
         'corrupt_snapshot',
-        `snapshot ${meta.tag}: ${name} is ${size} bytes, expected ${digest.size}; the snapshot is damaged: re-create it or delete it with: forkd rmi ${meta.tag}`,
+        `snapshot ${meta.tag}: ${name} is ${size} bytes, expected ${digest.size}; the snapshot is damaged: re-create it or delete it with: forkd snapshot rm ${meta.tag}`,
       );
     }
   }
@@ -144,7 +144,7 @@ export async function verifySnapshotFiles(dir: string, meta: SnapshotMeta): Prom
   if (actual !== vmstate.sha256) {
     throw new ForkdError(
       'corrupt_snapshot',
-      `snapshot ${meta.tag}: vmstate sha256 ${actual.slice(0, 12)}... does not match the recorded ${vmstate.sha256.slice(0, 12)}...; the snapshot is damaged: re-create it or delete it with: forkd rmi ${meta.tag}`,
+      `snapshot ${meta.tag}: vmstate sha256 ${actual.slice(0, 12)}... does not match the recorded ${vmstate.sha256.slice(0, 12)}...; the snapshot is damaged: re-create it or delete it with: forkd snapshot rm ${meta.tag}`,
     );
   }
 }

@@ -84,7 +84,7 @@ export async function removeSnapshot(paths: DataPaths, tag: string): Promise<voi
   try {
     await lstat(dir);
   } catch {
-    throw new ForkdError('not_found', `snapshot ${tag} not found; list snapshots with: forkd images`);
+    throw new ForkdError('not_found', `snapshot ${tag} not found; list snapshots with: forkd snapshot ls`);
   }
   const users = (await liveRunRecords(paths)).filter((r) => r.snapshotTag === tag);
   if (users.length > 0) {
