@@ -5,7 +5,7 @@
 // with SIGKILL marked down within interval x down-after + timeout with its sandboxes listed as
 // lost, and up again once it answers. Every answer is checked against the OpenAPI document.
 import { strict as assert } from 'node:assert';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -91,6 +91,7 @@ void describe('gateway over node daemons on loopback', () => {
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'forkd-gw-'));
+    await chmod(root, 0o755); // the daemon refuses a data dir the VM user cannot traverse
     tokenFile = join(root, 'token');
     await writeFile(tokenFile, TOKEN, { mode: 0o600 });
     const facts = (await testCore()).facts;
@@ -230,6 +231,7 @@ void describe('gateway to nodes over TLS', () => {
   const gws: DaemonProcess[] = [];
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'forkd-gw-tls-'));
+    await chmod(root, 0o755); // the daemon refuses a data dir the VM user cannot traverse
     const tokenFile = join(root, 'token');
     await writeFile(tokenFile, TOKEN, { mode: 0o600 });
     const { cert, key } = await selfSigned(root);

@@ -65,6 +65,7 @@ void describe('Kubernetes packaging', () => {
     // FORKD_KUBECTL: another kubectl to render with (e.g. Debian's 1.20 with kustomize 2.0).
     kubectl = process.env.FORKD_KUBECTL ?? (await findSystemTool('kubectl'));
     root = await mkdtemp(join(tmpdir(), 'forkd-k8s-'));
+    await chmod(root, 0o755); // the daemon refuses a data dir the VM user cannot traverse
   });
   after(() => rm(root, { recursive: true, force: true }));
 
