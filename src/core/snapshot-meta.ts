@@ -44,7 +44,10 @@ export async function readSnapshotMeta(dir: string, tag: string): Promise<Snapsh
     text = await readFile(path, 'utf8');
   } catch (err) {
     if (errnoOf(err) === 'ENOENT')
-      throw new ForkdError('not_found', `snapshot ${tag} not found (no ${path}); list snapshots with: forkd snapshot ls`);
+      throw new ForkdError(
+        'not_found',
+        `snapshot ${tag} not found (no ${path}); list snapshots with: forkd snapshot ls`,
+      );
     throw new ForkdError('corrupt_snapshot', `snapshot ${tag}: cannot read ${path}: ${String(err)}`, { cause: err });
   }
   let meta: unknown;
