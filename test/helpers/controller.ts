@@ -229,10 +229,14 @@ export function errorCode(res: ApiResponse): string {
   return (res.json as { code: string }).code;
 }
 
-/** A throwaway self-signed certificate for 127.0.0.1/localhost (key mode 0600), via the openssl CLI. */
-export async function selfSigned(dir: string): Promise<{ cert: string; key: string }> {
+/**
+ * A throwaway self-signed certificate for localhost, 127.0.0.1 and any `ips` (key mode 0600),
+ * via the openssl CLI.
+ */
+export async function selfSigned(dir: string, ips: readonly string[] = []): Promise<{ cert: string; key: string }> {
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
+  const san = ['IP:127.0.0.1', 'DNS:localhost', ...ips.map((a) => `IP:${a}`)].join(',');
   await promisify(execFile)('openssl', [
     'req',
     '-x509',
@@ -248,7 +252,7 @@ export async function selfSigned(dir: string): Promise<{ cert: string; key: stri
     '-subj',
     '/CN=localhost',
     '-addext',
-    'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    `subjectAltName=${san}`,
   ]);
   await chmod(key, 0o600);
   return { cert, key };

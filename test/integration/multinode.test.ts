@@ -13,14 +13,12 @@
 //     MCP server (spawn, exec, kill) through a gateway.
 // Skips, saying why, when the test image cannot be built (e.g. the guest agent mid-rewrite).
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { chmod, link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { messageOf } from '../../src/lib/errors.js';
-import { api, startDaemon, type DaemonProcess } from '../helpers/controller.js';
+import { api, selfSigned, startDaemon, type DaemonProcess } from '../helpers/controller.js';
 import { makeTestHosts, type TestHosts } from '../helpers/test-hosts.js';
 import { Sandbox } from '../../src/sdk/index.js';
 import { CLI, ensureImage, runCli, TEST_DATA_DIR } from '../helpers/env.js';
@@ -51,32 +49,6 @@ interface Sb {
 }
 
 let skipReason: string | undefined;
-
-/** A self-signed certificate for localhost and the hosts' addresses (key mode 0600). */
-async function certFor(dir: string, ips: string[]): Promise<{ cert: string; key: string }> {
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  const san = ['DNS:localhost', 'IP:127.0.0.1', ...ips.map((a) => `IP:${a}`)].join(',');
-  await promisify(execFile)('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    `subjectAltName=${san}`,
-  ]);
-  await chmod(key, 0o600);
-  return { cert, key };
-}
 
 void describe('many hosts: three node daemons, two gateways, real guests', { timeout: 900_000 }, () => {
   let root = '';
@@ -146,7 +118,7 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
       process.stderr.write(`multinode: no network namespaces (${messageOf(err)}); hosts on loopback instead\n`);
       places = [2, 3, 4].map((i) => ({ address: `127.0.0.${i}`, prefix: [] }));
     }
-    const pair = await certFor(
+    const pair = await selfSigned(
       root,
       places.map((p) => p.address),
     );
