@@ -1,6 +1,8 @@
 // BRANCH: turn a running sandbox into a new snapshot while it keeps running. Phase 1 (the
-// request waits for it): live pre-copy of the source into a stream in a staging dir, pausing
-// the source only for the final stop-and-copy, then resume it. Phase 2 (in the background):
+// request waits for it): migrate the source into a stream in a staging dir, then resume it;
+// under KVM a live pre-copy that pauses the source only for the final stop-and-copy, under TCG
+// with the source paused for the whole copy (pre-copy loses writes there: vmm/live-migrate.ts).
+// Phase 2 (in the background):
 // materialize the stream into memory.bin + vmstate, record digests and lineage, publish the
 // dir by rename. The snapshot row is `writing` from admission until `ready` or `failed`.
 // Limits (docs/SECURITY, "Concurrency caps"): at most `concurrency` BRANCHes in flight, the
@@ -16,7 +18,7 @@ import { digestFile } from '../lib/hash.js';
 import { assertTag } from '../lib/tag.js';
 import { FORKD_VERSION } from '../lib/version.js';
 import { formatBytes, freeSpace } from '../host/disk.js';
-import { liveMigrateToFile } from '../vmm/live-migrate.js';
+import { branchCopyFor, liveMigrateToFile } from '../vmm/live-migrate.js';
 import { materializeStream } from './branch-materialize.js';
 import type { CoreContext } from './context.js';
 import type { ControllerHooks } from './controller/events.js';
@@ -130,6 +132,7 @@ export class BranchService {
             outPath: streamPath,
             ...(this.ctx.facts.vmUser ? { owner: this.ctx.facts.vmUser } : {}),
             downtimeMs: req.downtimeMs,
+            copy: branchCopyFor(this.ctx.facts.accel.accel),
           }),
         );
         phase1 = { migrated, staging, streamPath, imageFiles };
