@@ -7,7 +7,7 @@
 //   bit but leaves the vCPU's fast-path TLB entry for it, so later writes through that entry are
 //   never seen again. Measured here: 2 of 6 pre-copy BRANCHes of a guest busy writing memory
 //   gave snapshots whose every child oopsed in the scheduler (rb_erase) within a second; 0 of
-//   14 with the source paused (test/integration/branch.test.ts keeps such a guest).
+//   13 with the source paused (test/integration/branch.test.ts keeps such a guest).
 // Either way the source runs again (`cont`) once the stream is complete. The pause is measured
 // from QEMU's own STOP and RESUME event timestamps. x-ignore-shared is OFF: a child maps its
 // parent's memory.bin privately, so every page must travel in the stream for the result to
