@@ -3,9 +3,9 @@
 // - `pre-copy` (KVM): RAM is copied while the guest runs, the guest stops only for the final
 //   stop-and-copy (bounded by `downtime-limit`).
 // - `stop-and-copy` (TCG): the guest is paused for the whole copy. QEMU 7.2's TCG dirty
-//   tracking loses guest writes between pre-copy passes: a bitmap sync clears a page's dirty
-//   bit but leaves the vCPU's fast-path TLB entry for it, so later writes through that entry are
-//   never seen again. Measured here: 2 of 6 pre-copy BRANCHes of a guest busy writing memory
+//   tracking loses guest writes between pre-copy passes (our reading, not proven in QEMU's
+//   source: a bitmap sync clears a page's dirty bit but leaves the vCPU's fast-path TLB entry
+//   for it, so later writes through that entry go unseen). Measured here: 2 of 6 pre-copy BRANCHes of a guest busy writing memory
 //   gave snapshots whose every child oopsed in the scheduler (rb_erase) within a second; 0 of
 //   13 with the source paused (test/integration/branch.test.ts keeps such a guest).
 // Either way the source runs again (`cont`) once the stream is complete. The pause is measured
