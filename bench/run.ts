@@ -173,7 +173,7 @@ async function main(): Promise<void> {
       await writeFile(`${RESULTS}branch.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
       await writeFile(
         `${RESULTS}branch.md`,
-        `# BRANCH: live snapshot of a running sandbox vs stop-and-copy\n\n${machineMarkdown(machine)}\n- Image: default, 1 vCPU; each row on one running child restored from a snapshot of that size.\n${branchMarkdown(result)}\n`,
+        `# BRANCH of a running sandbox: pre-copy vs stop-and-copy\n\n${machineMarkdown(machine)}\n- Image: default, 1 vCPU; each row on one running child restored from a snapshot of that size.\n${branchMarkdown(result)}\n`,
       );
       log('wrote bench/results/branch.{json,md}');
     } finally {
