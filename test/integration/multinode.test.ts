@@ -4,6 +4,7 @@
 // the bearer token — and two gateways in the root namespace.
 //   - a snapshot is built on node-1 only; 6 spawns through gateway A fill node-1, then the
 //     gateway moves the snapshot (verified pack) to node-2 and node-3 and fills them: 2 each;
+//     4 more rounds of 6 (deleted in between, alternating gateways) spread the same: 30 spawns;
 //   - exec through either gateway reaches the right guest (it answers its own id as hostname);
 //   - kill -9 of node-3: both gateways mark it down within the stated bound, list its
 //     sandboxes as lost, and new spawns go to the two nodes left;
@@ -191,22 +192,34 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     }
   });
 
-  void it('6 spawns through one gateway spread 2-2-2, the snapshot pulled (verified) to the other nodes', async (t) => {
+  void it('30 spawns through the gateways, 5 rounds of 6 each spread 2-2-2; the snapshot pulled (verified) to the other nodes', async (t) => {
     if (skipReason) return t.skip(skipReason);
-    for (let i = 0; i < 6; i++) {
-      const r = await gw(0, 'POST', '/v1/sandboxes', { snapshot_tag: 'mn-base' });
-      assert.equal(r.status, 201, r.text);
-      const sb = (r.json as { sandboxes: Sb[] }).sandboxes[0]!;
-      assert.equal(sb.state, 'running');
-      spawned.push(sb);
+    // --max-sandboxes 2 per node: a round fills the three nodes, and is deleted before the
+    // next (the last round stays for the tests below). Round 1 pulls the snapshot to nodes 2, 3.
+    for (let round = 0; round < 5; round++) {
+      if (round > 0) {
+        for (const s of spawned) assert.equal((await gw(round % 2, 'DELETE', `/v1/sandboxes/${s.id}`)).status, 204);
+        spawned = [];
+      }
+      for (let i = 0; i < 6; i++) {
+        const r = await gw(round % 2, 'POST', '/v1/sandboxes', { snapshot_tag: 'mn-base' });
+        assert.equal(r.status, 201, r.text);
+        const sb = (r.json as { sandboxes: Sb[] }).sandboxes[0]!;
+        assert.equal(sb.state, 'running');
+        spawned.push(sb);
+      }
+      const per = new Map<string, number>();
+      for (const s of spawned) per.set(s.node, (per.get(s.node) ?? 0) + 1);
+      assert.deepEqual(
+        [...per.entries()].sort(),
+        [
+          ['node-1', 2],
+          ['node-2', 2],
+          ['node-3', 2],
+        ],
+        `round ${round + 1}`,
+      );
     }
-    const per = new Map<string, number>();
-    for (const s of spawned) per.set(s.node, (per.get(s.node) ?? 0) + 1);
-    assert.deepEqual([...per.entries()].sort(), [
-      ['node-1', 2],
-      ['node-2', 2],
-      ['node-3', 2],
-    ]);
     const snap = await gw(1, 'GET', '/v1/snapshots/mn-base');
     assert.deepEqual((snap.json as { nodes: string[] }).nodes.sort(), ['node-1', 'node-2', 'node-3']);
     // The receiving node checked the pack's sha256 and every file's digest before publishing it.
