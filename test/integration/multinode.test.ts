@@ -14,15 +14,11 @@
 //     MCP server (spawn, exec, kill) through a gateway.
 // Skips, saying why, when the test image cannot be built (e.g. the guest agent mid-rewrite).
 import { strict as assert } from 'node:assert';
-import { chmod, link, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { messageOf } from '../../src/lib/errors.js';
-import { api, selfSigned, startDaemon, type DaemonProcess } from '../helpers/controller.js';
-import { makeTestHosts, type TestHosts } from '../helpers/test-hosts.js';
+import { startCluster, type Cluster, type ClusterHost } from '../helpers/cluster.js';
 import { Sandbox } from '../../src/sdk/index.js';
-import { CLI, ensureImage, runCli, TEST_DATA_DIR } from '../helpers/env.js';
+import { CLI, ensureImage, runCli } from '../helpers/env.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
@@ -33,16 +29,6 @@ const DOWN_AFTER = 2;
 /** The stated detection bound: interval x down-after + timeout (+ 1.5 s of scheduling slack). */
 const DETECT_BOUND_MS = INTERVAL_MS * DOWN_AFTER + TIMEOUT_MS + 1500;
 
-interface Host {
-  name: string;
-  address: string;
-  prefix: string[];
-  dataDir: string;
-  port: number;
-  proc: DaemonProcess;
-  url: string;
-}
-
 interface Sb {
   id: string;
   node: string;
@@ -52,53 +38,14 @@ interface Sb {
 let skipReason: string | undefined;
 
 void describe('many hosts: three node daemons, two gateways, real guests', { timeout: 900_000 }, () => {
-  let root = '';
-  let tokenFile = '';
-  const hosts: Host[] = [];
-  const gateways: DaemonProcess[] = [];
+  let cluster: Cluster | undefined;
+  let hosts: ClusterHost[] = [];
+  let gateways: Cluster['gateways'] = [];
   let spawned: Sb[] = [];
-
-  let tls = { cert: '', key: '', ca: Buffer.alloc(0) };
-  let testHosts: TestHosts | undefined;
-  const startHost = async (
-    name: string,
-    address: string,
-    prefix: string[],
-    dataDir: string,
-    port = 0,
-  ): Promise<Host> => {
-    const proc = await startDaemon(
-      [
-        'serve',
-        '--bind',
-        `${address}:${port}`,
-        '--data-dir',
-        dataDir,
-        '--audit-log',
-        join(root, `${name}.audit.log`),
-        '--token-file',
-        tokenFile,
-        '--tls-cert',
-        tls.cert,
-        '--tls-key',
-        tls.key,
-        '--node-name',
-        name,
-        '--max-sandboxes',
-        '2',
-      ],
-      { prefix },
-    );
-    const p = Number(proc.address.split(':').pop());
-    return { name, address, prefix, dataDir, port: p, proc, url: `https://${address}:${p}` };
-  };
-  /** Straight to a node (from the root namespace, over TLS). */
-  const nodeApi = (h: Host, method: string, path: string, json?: unknown) =>
-    api(h.url, method, path, { token: TOKEN, tls: { ca: tls.ca }, ...(json === undefined ? {} : { json }) });
-  const gw = (i: number, method: string, path: string, json?: unknown) =>
-    api(gateways[i]!.baseUrl, method, path, { token: TOKEN, ...(json === undefined ? {} : { json }) });
-  const nodeUp = async (i: number, name: string, up: boolean): Promise<boolean> =>
-    (await gw(i, 'GET', '/metrics')).text.includes(`forkd_gateway_node_up{node="${name}"} ${up ? 1 : 0}`);
+  const nodeApi = (h: ClusterHost, method: string, path: string, json?: unknown) =>
+    cluster!.nodeApi(h, method, path, json);
+  const gw = (i: number, method: string, path: string, json?: unknown) => cluster!.gw(i, method, path, json);
+  const nodeUp = (i: number, name: string, up: boolean) => cluster!.nodeUp(i, name, up);
 
   before(async () => {
     try {
@@ -107,71 +54,18 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
       skipReason = `the default test image cannot be built here: ${messageOf(err).split('\n')[0]}`;
       return;
     }
-    root = await mkdtemp(join(tmpdir(), 'forkd-multi-'));
-    await chmod(root, 0o755); // QEMU (the VM user) traverses to the snapshot files
-    tokenFile = join(root, 'token');
-    await writeFile(tokenFile, TOKEN, { mode: 0o600 });
-    let places: { address: string; prefix: string[] }[];
-    try {
-      testHosts = await makeTestHosts(3);
-      places = testHosts.hosts;
-    } catch (err) {
-      process.stderr.write(`multinode: no network namespaces (${messageOf(err)}); hosts on loopback instead\n`);
-      places = [2, 3, 4].map((i) => ({ address: `127.0.0.${i}`, prefix: [] }));
-    }
-    const pair = await selfSigned(
-      root,
-      places.map((p) => p.address),
-    );
-    tls = { ...pair, ca: await readFile(pair.cert) };
-    for (const [i, name] of ['node-1', 'node-2', 'node-3'].entries()) {
-      const dataDir = join(root, name);
-      const img = join(dataDir, 'images', 'default');
-      await mkdir(img, { recursive: true, mode: 0o755 });
-      const src = join(TEST_DATA_DIR, 'images', 'default');
-      for (const f of await readdir(src)) await link(join(src, f), join(img, f));
-      hosts.push(await startHost(name, places[i]!.address, places[i]!.prefix, dataDir));
-    }
-    for (let i = 0; i < 2; i++)
-      gateways.push(
-        await startDaemon([
-          'gateway',
-          '--bind',
-          '127.0.0.1:0',
-          '--nodes',
-          hosts.map((h) => h.url).join(','),
-          // The test certificate names localhost: check the nodes' against that name.
-          '--node-ca',
-          tls.cert,
-          '--node-servername',
-          'localhost',
-          '--token-file',
-          tokenFile,
-          '--audit-log',
-          join(root, `gateway-${i}.audit.log`),
-          '--health-interval-ms',
-          String(INTERVAL_MS),
-          '--health-timeout-ms',
-          String(TIMEOUT_MS),
-          '--down-after',
-          String(DOWN_AFTER),
-          '--placement-k',
-          '3',
-        ]),
-      );
+    cluster = await startCluster({
+      nodes: 3,
+      gateways: 2,
+      token: TOKEN,
+      maxSandboxes: 2,
+      health: { intervalMs: INTERVAL_MS, timeoutMs: TIMEOUT_MS, downAfter: DOWN_AFTER },
+      placementK: 3,
+    });
+    ({ hosts, gateways } = cluster);
   });
   after(async () => {
-    if (skipReason) return;
-    // Whatever is left: delete through the nodes themselves, then stop everything.
-    for (const h of hosts) {
-      const list = await nodeApi(h, 'GET', '/v1/sandboxes').catch(() => undefined);
-      for (const s of (list?.json as { sandboxes?: Sb[] } | undefined)?.sandboxes ?? [])
-        await nodeApi(h, 'DELETE', `/v1/sandboxes/${s.id}`).catch(() => undefined);
-    }
-    for (const g of gateways) await g.stop();
-    for (const h of hosts) await h.proc.stop();
-    await testHosts?.remove();
-    await rm(root, { recursive: true, force: true });
+    await cluster?.stop();
   });
 
   void it('builds a snapshot on node-1 only', async (t) => {
@@ -288,8 +182,7 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
 
   void it('node-3 back: up again, its sandboxes (which outlived its daemon) running and reachable', async (t) => {
     if (skipReason) return t.skip(skipReason);
-    const h3 = hosts[2]!;
-    hosts[2] = await startHost(h3.name, h3.address, h3.prefix, h3.dataDir, h3.port);
+    await cluster!.restartHost(2);
     const t0 = Date.now();
     for (const i of [0, 1])
       while (!(await nodeUp(i, 'node-3', true))) {
