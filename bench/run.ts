@@ -16,6 +16,7 @@ import { netnsBench, netnsMarkdown } from './netns-bench.js';
 import { packBench, packMarkdown } from './pack-bench.js';
 import { branchBench, branchMarkdown } from './branch-bench.js';
 import { tuningBench, tuningMarkdown } from './tuning-bench.js';
+import { multinodeBench, multinodeMarkdown } from './multinode-bench.js';
 
 /** Measurements made by hand while choosing the tuning (restore-only runs, HMP info jit). */
 const TUNING_NOTES = [
@@ -151,6 +152,16 @@ async function main(): Promise<void> {
     } finally {
       await removeSnapshot(core.paths, tag).catch(() => undefined);
     }
+  }
+
+  if (only.length === 0 || only.includes('multinode')) {
+    const result = await multinodeBench({ runs: 10, burst: 12, log });
+    await writeFile(`${RESULTS}multinode.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
+    await writeFile(
+      `${RESULTS}multinode.md`,
+      `# Many hosts: a gateway vs straight to a node\n\n${machineMarkdown(machine)}\n${multinodeMarkdown(result)}\n`,
+    );
+    log('wrote bench/results/multinode.{json,md}');
   }
 
   if (only.length === 0 || only.includes('branch')) {
