@@ -237,7 +237,8 @@ const schemas: Record<string, Schema> = {
     },
     downtime_ms: int(DOWNTIME_MS_RANGE.min, DOWNTIME_MS_RANGE.max, {
       default: DOWNTIME_MS_RANGE.default,
-      description: 'target pause of the source for the final stop-and-copy (QEMU downtime-limit)',
+      description:
+        'KVM: target pause of the source for the final stop-and-copy (QEMU downtime-limit); no effect under TCG, where the source pauses for the whole copy',
     }),
   }),
   BranchResult: obj(['tag', 'sandbox_id', 'status', 'pause_ms', 'live_ms', 'total_ms', 'bytes'], {
@@ -504,7 +505,7 @@ export const OPENAPI_DOCUMENT = {
       post: {
         operationId: 'branchSandbox',
         description:
-          "Snapshots a running sandbox live (pre-copy; the source pauses only for the final stop-and-copy) into a new forkable snapshot whose parent is the sandbox's snapshot. 503 with Retry-After over --branch-concurrency, 409 for a tag that exists or is being branched, 507 without free space for the RAM.",
+          "Snapshots a running sandbox into a new forkable snapshot while it keeps running (under KVM a live pre-copy, the source pausing only for the final stop-and-copy; under TCG the source pauses for the whole copy: docs/API.md) whose parent is the sandbox's snapshot. 503 with Retry-After over --branch-concurrency, 409 for a tag that exists or is being branched, 507 without free space for the RAM.",
         requestBody: { required: false, ...json(ref('Branch')) },
         responses: {
           '201': reply('the snapshot is ready', ref('BranchResult')),

@@ -23,6 +23,9 @@ export const TTL_SECS_RANGE = { min: 1, max: 7 * 24 * 3600 } as const;
 /** Marks a `stopping` row whose DELETE was under way (reconcile finishes it by removing the row). */
 export const DELETING = 'deleting';
 
+/** Retry-After on a spawn refused by --max-sandboxes. */
+export const SPAWN_RETRY_AFTER_SECS = 5;
+
 export interface CreateSandboxesRequest {
   snapshotTag: string;
   n: number;
@@ -140,6 +143,8 @@ export class SandboxManager {
       throw new ForkdError(
         'busy',
         `${req.n} more sandbox(es) would exceed --max-sandboxes ${this.opts.maxSandboxes} (${active} active); delete some first`,
+        // A hint for clients that retry on their own: room appears only when sandboxes end.
+        { details: { retryAfterSecs: SPAWN_RETRY_AFTER_SECS } },
       );
     }
     // No await between the count above and these inserts: concurrent creates cannot both pass.
