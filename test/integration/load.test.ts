@@ -98,6 +98,7 @@ function markdown(r: { phases: Phase[]; proc: Record<string, ProcFigures>; maxAc
     '# Load: one daemon, real guests, loopback',
     '',
     `- Recorded ${new Date().toISOString()} by \`test/integration/load.test.ts\` (2 cores, TCG). Caps: --max-sandboxes ${MAX_SANDBOXES}, --branch-concurrency ${BRANCH_CAP}. Most active sandboxes seen during the storm: ${r.maxActiveSeen}.`,
+    "- The read, exec and file phases ran with the storm's 50 guests alive: under TCG idle guests still take CPU (timer ticks), and the machine's 2 cores may be shared with other work, so the latencies are this host's under that load, not the daemon's floor.",
     '',
     '| phase | requests | concurrency | wall | requests/s | p50 | p99 | statuses |',
     '|---|---|---|---|---|---|---|---|',
