@@ -4,7 +4,7 @@
 // out as written) and validates EVERY response against the committed OpenAPI document.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
-import { chmod, link, mkdir, mkdtemp, readdir } from 'node:fs/promises';
+import { chmod, link, mkdir, mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -256,4 +256,25 @@ export async function selfSigned(dir: string, ips: readonly string[] = []): Prom
   ]);
   await chmod(key, 0o600);
   return { cert, key };
+}
+
+/** POST /v1/snapshots and wait until the build is `ready` (fails the test if it fails). */
+export async function buildSnapshotVia(baseUrl: string, body: { tag: string; mem_mib: number }): Promise<void> {
+  const res = await api(baseUrl, 'POST', '/v1/snapshots', { json: body });
+  assert.equal(res.status, 202, res.text);
+  for (;;) {
+    const s = (await api(baseUrl, 'GET', `/v1/snapshots/${body.tag}`)).json as { status: string; error: string | null };
+    if (s.status === 'ready') return;
+    assert.notEqual(s.status, 'failed', String(s.error));
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A process's resident memory and open file descriptors, from /proc. */
+export async function processFigures(pid: number): Promise<{ rssMiB: number; fds: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return {
+    rssMiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024,
+    fds: (await readdir(`/proc/${pid}/fd`)).length,
+  };
 }

@@ -8,14 +8,16 @@
 // (npm run test:reliability -- --record) to PATH.json and PATH.md.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findLeaks, ourQemuProcesses } from '../helpers/leaks.js';
 import {
   api,
+  buildSnapshotVia,
   controllerDataDir,
   daemonArgs,
+  processFigures,
   startDaemon,
   type ApiResponse,
   type DaemonProcess,
@@ -44,12 +46,6 @@ interface Phase {
 interface ProcFigures {
   rssMiB: number;
   fds: number;
-}
-
-async function procFigures(pid: number): Promise<ProcFigures> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
-  return { rssMiB: rssKiB / 1024, fds: (await readdir(`/proc/${pid}/fd`)).length };
 }
 
 /** Runs `n` calls, at most `concurrency` at once; returns the figures and every response. */
@@ -140,15 +136,8 @@ describe('load: a spawn storm, read and guest traffic, concurrent BRANCHes', () 
     d = await startDaemon(
       daemonArgs(dataDir, root, ['--max-sandboxes', String(MAX_SANDBOXES), '--branch-concurrency', String(BRANCH_CAP)]),
     );
-    const res = await call('POST', '/v1/snapshots', { tag, mem_mib: 128 });
-    assert.equal(res.status, 202, res.text);
-    for (;;) {
-      const s = (await call('GET', `/v1/snapshots/${tag}`)).json as { status: string; error: string | null };
-      if (s.status === 'ready') break;
-      assert.notEqual(s.status, 'failed', String(s.error));
-      await sleep(250);
-    }
-    proc.start = await procFigures(d.proc.pid!);
+    await buildSnapshotVia(d.baseUrl, { tag, mem_mib: 128 });
+    proc.start = await processFigures(d.proc.pid!);
   });
 
   after(async () => {
@@ -193,7 +182,7 @@ describe('load: a spawn storm, read and guest traffic, concurrent BRANCHes', () 
     const list = ((await call('GET', '/v1/sandboxes')).json as { sandboxes: { state: string }[] }).sandboxes;
     assert.equal(list.filter((s) => s.state === 'running').length, MAX_SANDBOXES);
     assert.ok(maxActiveSeen <= MAX_SANDBOXES, `at most ${MAX_SANDBOXES} active at once, saw ${maxActiveSeen}`);
-    proc.afterStorm = await procFigures(d.proc.pid!);
+    proc.afterStorm = await processFigures(d.proc.pid!);
   });
 
   test('read traffic and guest calls on 10 live sandboxes are all answered', async (t) => {
@@ -253,7 +242,7 @@ describe('load: a spawn storm, read and guest traffic, concurrent BRANCHes', () 
     phases.push(figures);
     assert.deepEqual(figures.statuses, { 204: live.length });
     live = [];
-    proc.end = await procFigures(d.proc.pid!);
+    proc.end = await processFigures(d.proc.pid!);
     const start = proc.start!;
     const end = proc.end;
     assert.ok(end.fds <= start.fds + FD_SLACK, `fds ${start.fds} -> ${end.fds}`);

@@ -7,15 +7,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { findLeaks, ourQemuProcesses } from '../helpers/leaks.js';
 import {
   api,
+  buildSnapshotVia,
   controllerDataDir,
   daemonArgs,
+  processFigures,
   startDaemon,
   type ApiResponse,
   type DaemonProcess,
@@ -28,14 +29,6 @@ const CLIENTS = 3;
 const FD_SLACK = 8;
 const RSS_SLACK_MIB = 96;
 
-async function procFigures(pid: number): Promise<{ rssMiB: number; fds: number }> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return {
-    rssMiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024,
-    fds: (await readdir(`/proc/${pid}/fd`)).length,
-  };
-}
-
 describe(`soak: spawn, exec, file write and read, kill for ${SOAK_SECS} s`, () => {
   let root: string;
   let dataDir: string;
@@ -47,14 +40,7 @@ describe(`soak: spawn, exec, file write and read, kill for ${SOAK_SECS} s`, () =
   before(async () => {
     ({ root, dataDir } = await controllerDataDir(true));
     d = await startDaemon(daemonArgs(dataDir, root));
-    const res = await call('POST', '/v1/snapshots', { tag, mem_mib: 128 });
-    assert.equal(res.status, 202, res.text);
-    for (;;) {
-      const s = (await call('GET', `/v1/snapshots/${tag}`)).json as { status: string; error: string | null };
-      if (s.status === 'ready') break;
-      assert.notEqual(s.status, 'failed', String(s.error));
-      await sleep(250);
-    }
+    await buildSnapshotVia(d.baseUrl, { tag, mem_mib: 128 });
   });
 
   after(async () => {
@@ -86,7 +72,7 @@ describe(`soak: spawn, exec, file write and read, kill for ${SOAK_SECS} s`, () =
       assert.equal((await call('DELETE', `/v1/sandboxes/${id}`)).status, 204);
     };
     await cycle();
-    const start = await procFigures(d.proc.pid!);
+    const start = await processFigures(d.proc.pid!);
     const end = Date.now() + SOAK_SECS * 1000;
     let cycles = 0;
     await Promise.all(
@@ -97,7 +83,7 @@ describe(`soak: spawn, exec, file write and read, kill for ${SOAK_SECS} s`, () =
         }
       }),
     );
-    const after = await procFigures(d.proc.pid!);
+    const after = await processFigures(d.proc.pid!);
     t.diagnostic(
       `${cycles} cycles in ${SOAK_SECS} s by ${CLIENTS} clients; daemon fds ${start.fds} -> ${after.fds}, RSS ${start.rssMiB.toFixed(0)} -> ${after.rssMiB.toFixed(0)} MiB`,
     );
