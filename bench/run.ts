@@ -34,6 +34,10 @@ const TUNING_NOTES = [
   '- tb-size stays 16 MiB: no TB flush on the readiness path or in the first exec (the flush count is 1: the one',
   '  QEMU does when the incoming state loads).',
   '- Letting the parent idle 4 s before the snapshot saved ~400 TBs: not worth 4 s per snapshot.',
+  '- `-cpu` model (2026-12-02, this bench run twice, a wrapper swapping `-cpu max` for `-cpu qemu64` in every QEMU,',
+  '  snapshots included): tuned rows 5,466-5,600 -> 5,158-5,214 TBs at identity (-6%), CPU at ready 130 -> 120 ms,',
+  '  first exec 190 -> 180 ms. Not adopted yet: a qemu64 guest lacks SSSE3/SSE4/AVX, and whether the Node and numpy',
+  '  images run on it was not checked; a snapshot records its CPU state, so the change also re-creates every snapshot.',
 ].join('\n');
 
 const RESULTS = fileURLToPath(new URL('../../bench/results/', import.meta.url));
