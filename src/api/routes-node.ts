@@ -2,7 +2,7 @@
 // can isolate with (GET /v1/capabilities), its capacity for a gateway's placement (GET
 // /v1/node), and snapshots as pack streams, out (GET .../pack) and in (PUT .../pack, verified
 // against a sha256 and then through every check of `forkd unpack`).
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
@@ -17,7 +17,7 @@ import type { SnapshotService } from '../core/controller/snapshots.js';
 import type { SandboxManager } from '../core/controller/sandboxes.js';
 import { PACK_EXTENSION } from '../pack/manifest.js';
 import { packToFile } from '../pack/pack.js';
-import { trackTempPath } from '../pack/temp-paths.js';
+import { ownedTempName, trackTempPath } from '../pack/temp-paths.js';
 import { DEFAULT_MAX_UNPACK_BYTES, unpackFile } from '../pack/unpack.js';
 import type { Handler } from './http.js';
 import { STREAM_TYPE } from './validation.js';
@@ -147,9 +147,9 @@ export function nodeHandlers(core: NodeCore): Record<string, Handler> {
   };
 }
 
-async function tempPack(ctx: CoreContext, kind: string): Promise<string> {
+async function tempPack(ctx: CoreContext, kind: 'recv' | 'serve'): Promise<string> {
   await mkdir(ctx.paths.snapshotsDir, { recursive: true, mode: 0o755 });
-  return join(ctx.paths.snapshotsDir, `.${kind}-${randomBytes(6).toString('hex')}${PACK_EXTENSION}`);
+  return join(ctx.paths.snapshotsDir, `${await ownedTempName(kind)}${PACK_EXTENSION}`);
 }
 
 async function fileSha256(path: string): Promise<string> {

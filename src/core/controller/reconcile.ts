@@ -5,7 +5,9 @@
 //   the run dir removed; a DELETE under way finishes, others become failed / stopped.
 // - terminal rows with a QEMU still running from their run dir: orphans, killed.
 // - run dirs whose recorded QEMU is dead (any owner): removed.
-// - snapshot builds left `writing`: their parent QEMU and staging dirs removed, row `failed`.
+// - snapshot builds left `writing`: their parent QEMU and staging dirs removed, row `failed`
+//   (or `ready` when the dir was published, complete, before the crash).
+// - pack temp files and dirs (.recv-*, .unpack-*, ...) whose creating process is gone: removed.
 // Only resources that name one of our ids or tags are touched: a local `forkd fork` running on
 // the same data dir keeps its children.
 import { readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -22,6 +24,8 @@ import { commandLines, processesUsing, stopForeignQemu } from './proc.js';
 import { mapWithConcurrency } from '../fork.js';
 import { liveRunPid, reattachSandbox } from './reattach.js';
 import { DELETING, type SandboxManager } from './sandboxes.js';
+import { removeAbandonedTempPaths } from '../../pack/temp-paths.js';
+import { readSnapshotMeta } from '../snapshot-meta.js';
 
 const REATTACH_CONCURRENCY = 8;
 
@@ -31,6 +35,7 @@ export interface ReconcileReport {
   orphansKilled: string[];
   runDirsRemoved: string[];
   buildsAbandoned: string[];
+  tempPathsRemoved: string[];
 }
 
 export async function reconcile(
@@ -45,6 +50,7 @@ export async function reconcile(
     orphansKilled: [],
     runDirsRemoved: [],
     buildsAbandoned: [],
+    tempPathsRemoved: [],
   };
   const fail = (id: string, tag: string, reason: string): void => {
     store.updateSandbox(id, { state: 'failed', reason });
@@ -95,6 +101,7 @@ export async function reconcile(
   }
   report.runDirsRemoved = await removeDeadRunDirs(ctx);
   report.buildsAbandoned = await abandonBuilds(ctx, store, hooks);
+  report.tempPathsRemoved = await removeAbandonedTempPaths(ctx.paths.snapshotsDir);
   return report;
 }
 
@@ -162,6 +169,16 @@ async function abandonBuilds(ctx: CoreContext, store: StateStore, hooks: Control
     for (const name of await readdir(ctx.paths.snapshotsDir).catch(() => [] as string[])) {
       if (name.startsWith(`.staging-${row.tag}-`))
         await rm(join(ctx.paths.snapshotsDir, name), { recursive: true, force: true });
+    }
+    // Published (renamed into place, snapshot.json written and synced first) before the row
+    // turned `ready`: the snapshot is complete. (Found by the fault suite: a daemon killed right
+    // after a BRANCH published its dir left a row `failed` and a `snapshot.failed` event for a
+    // snapshot that lists as ready and forks.)
+    const published = await readSnapshotMeta(ctx.paths.snapshotDir(row.tag), row.tag).catch(() => undefined);
+    if (published) {
+      store.upsertSnapshot(row.tag, 'ready');
+      hooks.event({ event: 'snapshot.created', snapshotTag: row.tag });
+      continue;
     }
     const reason = 'the daemon stopped while the snapshot was being built';
     store.upsertSnapshot(row.tag, 'failed', reason);
