@@ -4,7 +4,8 @@
 import { chmod, chown, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ForkdError } from '../lib/errors.js';
+import { ForkdError, messageOf } from '../lib/errors.js';
+import { formatBytes, freeSpace } from '../host/disk.js';
 import { digestFile } from '../lib/hash.js';
 import { exists, fsyncFile } from '../lib/fsutil.js';
 import { assertTag } from '../lib/tag.js';
@@ -149,10 +150,24 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     progress(`snapshot ${tag} saved`);
     return meta;
   } catch (err) {
+    // A build failing on a full disk says only what broke first: on tmpfs QEMU dies when the
+    // guest touches RAM the file system cannot back, and the build read "agent connection
+    // closed" (seen by the fault suite). Measured before the staging dir goes (which frees
+    // what filled the disk): when almost nothing is free, say so.
+    const free = await freeSpace(ctx.config.dataDir).catch(() => undefined);
     await teardown.unwind();
+    if (free && free.freeBytes < FULL_DISK_BYTES && !(err instanceof ForkdError && err.code === 'insufficient_storage'))
+      throw new ForkdError(
+        'insufficient_storage',
+        `${messageOf(err)} (the file system of ${free.measuredPath} is full: ${formatBytes(free.freeBytes)} free; free some space and retry)`,
+        { cause: err },
+      );
     throw err;
   }
 }
+
+/** Less free than this when a build fails: the full disk is named as the likely cause. */
+const FULL_DISK_BYTES = 16 * 1024 * 1024;
 
 function checkRange(what: string, value: number, range: { min: number; max: number }): void {
   if (!Number.isInteger(value) || value < range.min || value > range.max) {

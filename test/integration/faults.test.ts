@@ -11,7 +11,19 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { access, chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  access,
+  chmod,
+  copyFile,
+  link,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { request as httpRequest } from 'node:http';
@@ -301,6 +313,45 @@ describe('faults: kill -9 of the daemon and of QEMU, SIGSTOP of QEMU', () => {
     assert.equal((await call('GET', `/v1/snapshots/${p2}`)).status, 404);
   });
 
+  test('a daemon killed between publishing a snapshot dir and marking its row: the next one calls it ready', async () => {
+    // The window (rename, then the row update) is too short to hit with a kill: the state it
+    // leaves is made by hand, a complete dir (links of the test snapshot's files) and a row
+    // still `writing`, written into forkd.db while no daemon runs.
+    const pub = `${tag}-pub`;
+    const dir = join(snapshotsDir(), pub);
+    await mkdir(dir, { mode: 0o755 });
+    for (const f of await readdir(join(snapshotsDir(), tag)))
+      if (f !== 'snapshot.json') await link(join(snapshotsDir(), tag, f), join(dir, f));
+    const meta = JSON.parse(await readFile(join(snapshotsDir(), tag, 'snapshot.json'), 'utf8')) as object;
+    await writeFile(join(dir, 'snapshot.json'), JSON.stringify({ ...meta, tag: pub }), { mode: 0o644 });
+    assert.equal(await d.stop('SIGKILL'), null);
+    const db = new Database(join(dataDir, 'forkd.db'), { fileMustExist: true });
+    const now = new Date().toISOString();
+    db.prepare('INSERT INTO snapshots (tag, status, created_at, updated_at) VALUES (?, ?, ?, ?)').run(
+      pub,
+      'writing',
+      now,
+      now,
+    );
+    db.close();
+    d = await startDaemon(args);
+    assert.equal(((await call('GET', `/v1/snapshots/${pub}`)).json as SnapshotJson).status, 'ready');
+    const events = (await readFile(join(root, 'audit.log'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event?: string; snapshot_tag?: string; snapshotTag?: string })
+      .filter((e) => (e.snapshot_tag ?? e.snapshotTag) === pub);
+    assert.deepEqual(
+      events.map((e) => e.event),
+      ['snapshot.created'],
+      'the audit log calls it created, not failed',
+    );
+    const [k] = await spawnFrom(pub);
+    assert.equal(await sh(k!.id, 'hostname'), k!.id);
+    assert.equal((await call('DELETE', `/v1/sandboxes/${k!.id}`)).status, 204);
+    assert.equal((await call('DELETE', `/v1/snapshots/${pub}`)).status, 200);
+  });
+
   test('kill -9 of QEMU during an exec: the exec fails promptly and the sandbox is failed', async () => {
     const [k] = await spawn(1, { fault: 'qemu-kill' });
     const t0 = Date.now();
@@ -481,6 +532,7 @@ describe('faults: the data dir fills up during a snapshot build and a pack impor
     const s = await waitSettled(full);
     t.diagnostic(`the build on a full disk ended ${s.status}: ${String(s.error).split('\n')[0]}`);
     assert.equal(s.status, 'failed');
+    assert.match(String(s.error), /is full: .* free; free some space/, 'the error names the full disk');
     assert.deepEqual(await snapshotEntries(), [early], 'no dir, no staging dir');
     assert.deepEqual([...(await commandLines(`/.staging-${full}-`)).keys()], [], 'no parent QEMU');
     await earlyIntact();
@@ -497,6 +549,7 @@ describe('faults: the data dir fills up during a snapshot build and a pack impor
     const r1 = await putPack(`${early}-u1`);
     assert.equal(r1.status, 507, r1.text);
     assert.equal(errorCode(r1), 'insufficient_storage');
+    assert.match((r1.json as { error: string }).error, /no space left .* free some space/);
     assert.deepEqual(await snapshotEntries(), [early], 'no .recv-* file, no .unpack-* dir');
     await unfill();
     // Room for the pack but not for what it unpacks to.

@@ -171,9 +171,10 @@ async function abandonBuilds(ctx: CoreContext, store: StateStore, hooks: Control
         await rm(join(ctx.paths.snapshotsDir, name), { recursive: true, force: true });
     }
     // Published (renamed into place, snapshot.json written and synced first) before the row
-    // turned `ready`: the snapshot is complete. (Found by the fault suite: a daemon killed right
-    // after a BRANCH published its dir left a row `failed` and a `snapshot.failed` event for a
-    // snapshot that lists as ready and forks.)
+    // turned `ready`: the snapshot is complete. Marking it failed, as before, left a `failed`
+    // row and a `snapshot.failed` audit event for a snapshot that lists as ready and forks (a
+    // daemon killed between the rename and the row update; test/integration/faults.test.ts
+    // recreates that state by hand, the window is too short to hit with a kill).
     const published = await readSnapshotMeta(ctx.paths.snapshotDir(row.tag), row.tag).catch(() => undefined);
     if (published) {
       store.upsertSnapshot(row.tag, 'ready');
