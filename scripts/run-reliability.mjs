@@ -1,5 +1,5 @@
-// `npm run test:reliability`: the long profile of the reliability suite (no guests here; the
-// load, soak and guest fault suites join this list as they land). FORKD_FUZZ_RUNS defaults to
+// `npm run test:reliability`: the long profile of the reliability suite (the load and soak
+// suites join this list as they land; the fault suite runs the same in both profiles). FORKD_FUZZ_RUNS defaults to
 // 100000 requests; `--record` merges the figures into bench/results/reliability.json.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -9,6 +9,7 @@ const files = [
   'dist/test/integration/http-fuzz.test.js',
   'dist/test/integration/startup-faults.test.js',
   'dist/test/integration/audit-runtime.test.js',
+  'dist/test/integration/faults.test.js',
 ].filter((f) => existsSync(f));
 if (files.length === 0) {
   console.error('no reliability test files found; did `npm run build` run?');

@@ -18,7 +18,7 @@ import type { CoreContext } from './context.js';
 import { qemuVersionString } from './host-facts.js';
 import { RUN_FILES, SNAPSHOT_FILES } from './paths.js';
 import { removeRunDir } from './run-dir.js';
-import { SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
+import { recordMemoryVerified, SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
 import { AGENT_PROTOCOL_VERSION } from '../lib/version.js';
 import { bootFromImage } from './parent-boot.js';
 
@@ -141,6 +141,8 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
       parentTag: null,
       branchedFrom: null,
     };
+    // After the chmod/chown above: the first fork need not hash memory.bin again.
+    await recordMemoryVerified(staging, files[SNAPSHOT_FILES.memory]!.sha256);
     await writeFile(join(staging, SNAPSHOT_FILES.meta), `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o644 });
     await fsyncFile(join(staging, SNAPSHOT_FILES.meta));
     if (await exists(finalDir))

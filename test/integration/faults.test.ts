@@ -18,6 +18,7 @@ import {
   link,
   mkdir,
   mkdtemp,
+  open,
   readdir,
   readFile,
   rm,
@@ -352,6 +353,66 @@ describe('faults: kill -9 of the daemon and of QEMU, SIGSTOP of QEMU', () => {
     assert.equal((await call('DELETE', `/v1/snapshots/${pub}`)).status, 200);
   });
 
+  test('memory.bin truncated or changed under a snapshot: the spawn is refused before any QEMU maps it', async () => {
+    /** A copy of the test snapshot under `name` (memory.bin copied sparse, the rest linked). */
+    const copyOf = async (name: string): Promise<{ tag: string; mem: string }> => {
+      const t = `${tag}-${name}`;
+      const src = join(snapshotsDir(), tag);
+      const dir = join(snapshotsDir(), t);
+      await mkdir(dir, { mode: 0o755 });
+      for (const f of await readdir(src)) {
+        if (f === 'snapshot.json') {
+          const meta = JSON.parse(await readFile(join(src, f), 'utf8')) as object;
+          await writeFile(join(dir, f), JSON.stringify({ ...meta, tag: t }), { mode: 0o644 });
+        } else if (f === 'memory.bin') await pexec('cp', ['--sparse=always', '-p', join(src, f), join(dir, f)]);
+        else if (!f.startsWith('.')) await link(join(src, f), join(dir, f));
+      }
+      return { tag: t, mem: join(dir, 'memory.bin') };
+    };
+    const refused = async (t: string, pattern: RegExp): Promise<void> => {
+      const res = await call('POST', '/v1/sandboxes', { json: { snapshot_tag: t, n: 2, metadata: { fault: 'mem' } } });
+      assert.equal(res.status, 422, res.text);
+      assert.equal(errorCode(res), 'corrupt_snapshot');
+      assert.match((res.json as { error: string }).error, pattern);
+      assert.deepEqual(
+        (await qemus()).filter((q) => q.includes(`/snapshots/${t}/`)),
+        [],
+        'no QEMU maps it',
+      );
+      const rows = ((await call('GET', '/v1/sandboxes')).json as { sandboxes: SandboxJson[] }).sandboxes;
+      assert.deepEqual(
+        rows.filter((s) => s.metadata.fault === 'mem'),
+        [],
+        'no sandbox row',
+      );
+    };
+    const truncated = await copyOf('trunc');
+    await pexec('truncate', ['-s', '4096', truncated.mem]);
+    await refused(truncated.tag, /memory\.bin is 4096 bytes, expected/);
+
+    // Changed in place, same size, after a fork had verified it: the stamp no longer matches.
+    const changed = await copyOf('chg');
+    const [k] = await spawnFrom(changed.tag);
+    assert.equal(await sh(k!.id, 'hostname'), k!.id, 'the intact copy forks');
+    assert.equal((await call('DELETE', `/v1/sandboxes/${k!.id}`)).status, 204);
+    const size = (await stat(changed.mem)).size;
+    const fh = await open(changed.mem, 'r+');
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, 1024 * 1024 + 17);
+    b[0] = b[0]! ^ 0xff;
+    await fh.write(b, 0, 1, 1024 * 1024 + 17);
+    await fh.close();
+    assert.equal((await stat(changed.mem)).size, size, 'same size: only the content differs');
+    await refused(changed.tag, /memory\.bin sha256 .* does not match the recorded/);
+
+    // The original is untouched and forks as before.
+    const [o] = await spawn(1, { fault: 'mem-ok' });
+    assert.equal(await sh(o!.id, 'hostname'), o!.id);
+    assert.equal((await call('DELETE', `/v1/sandboxes/${o!.id}`)).status, 204);
+    for (const t of [truncated.tag, changed.tag])
+      assert.equal((await call('DELETE', `/v1/snapshots/${t}`)).status, 200);
+  });
+
   test('kill -9 of QEMU during an exec: the exec fails promptly and the sandbox is failed', async () => {
     const [k] = await spawn(1, { fault: 'qemu-kill' });
     const t0 = Date.now();
@@ -530,7 +591,7 @@ describe('faults: the data dir fills up during a snapshot build and a pack impor
     await fillTo(0);
     t.diagnostic(`while it builds: ${await df()}`);
     const s = await waitSettled(full);
-    t.diagnostic(`the build on a full disk ended ${s.status}: ${String(s.error).split('\n')[0]}`);
+    t.diagnostic(`the build on a full disk ended ${s.status}: ${String(s.error).replace(/\s+/g, ' ').slice(0, 400)}`);
     assert.equal(s.status, 'failed');
     assert.match(String(s.error), /is full: .* free; free some space/, 'the error names the full disk');
     assert.deepEqual(await snapshotEntries(), [early], 'no dir, no staging dir');
