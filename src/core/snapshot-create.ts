@@ -152,9 +152,9 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     progress(`snapshot ${tag} saved`);
     return meta;
   } catch (err) {
-    // A build failing on a full disk says only what broke first: on tmpfs QEMU dies when the
-    // guest touches RAM the file system cannot back, and the build read "agent connection
-    // closed" (seen by the fault suite). Measured before the staging dir goes (which frees
+    // A build failing on a full disk said only what broke first: with the data dir on a full
+    // tmpfs the parent's guest RAM (memory.bin) could not be backed and the build read "did not
+    // become ready within 60 s: agent connection closed" (seen by the fault suite). Measured before the staging dir goes (which frees
     // what filled the disk): when almost nothing is free, say so.
     const free = await freeSpace(ctx.config.dataDir).catch(() => undefined);
     await teardown.unwind();

@@ -138,8 +138,8 @@ export class SnapshotService {
 
   /**
    * The parent's memory.bin is written in the data dir as the guest touches its RAM; on a
-   * file system without room for it the build was admitted and failed only later (on tmpfs
-   * QEMU dies when the guest touches RAM the file system cannot back). As BRANCH does: room for the RAM plus a margin, or 507
+   * file system without room for it the build was admitted and could fail only later, once
+   * the guest had touched more RAM than fits. As BRANCH does: room for the RAM plus a margin, or 507
    * before any row, dir or QEMU exists. The disk can still fill during the build; that ends
    * the build `failed` with its staging dir removed.
    */
