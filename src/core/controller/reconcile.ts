@@ -24,7 +24,7 @@ import { commandLines, processesUsing, stopForeignQemu } from './proc.js';
 import { mapWithConcurrency } from '../fork.js';
 import { liveRunPid, reattachSandbox } from './reattach.js';
 import { DELETING, type SandboxManager } from './sandboxes.js';
-import { removeAbandonedTempPaths } from '../../pack/temp-paths.js';
+import { removeAbandonedTempPaths } from '../../host/owned-temp.js';
 import { readSnapshotMeta } from '../snapshot-meta.js';
 
 const REATTACH_CONCURRENCY = 8;
