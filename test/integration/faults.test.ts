@@ -413,7 +413,7 @@ describe('faults: kill -9 of the daemon and of QEMU, SIGSTOP of QEMU', () => {
       assert.equal((await call('DELETE', `/v1/snapshots/${t}`)).status, 200);
   });
 
-  test('kill -9 of QEMU during an exec: the exec fails promptly and the sandbox is failed', async () => {
+  test('kill -9 of QEMU during an exec: the exec fails promptly and the sandbox is failed', async (t) => {
     const [k] = await spawn(1, { fault: 'qemu-kill' });
     const t0 = Date.now();
     const exec = call('POST', `/v1/sandboxes/${k!.id}/exec`, { json: { cmd: 'sleep 60', timeout_secs: 120 } });
@@ -421,6 +421,9 @@ describe('faults: kill -9 of the daemon and of QEMU, SIGSTOP of QEMU', () => {
     process.kill(k!.pid!, 'SIGKILL');
     const res = await exec;
     const ms = Date.now() - t0;
+    t.diagnostic(
+      `exec answered ${res.status} ${errorCode(res)} ${ms - 1500} ms after the kill: ${(res.json as { error: string }).error}`,
+    );
     assert.ok(res.status >= 400, `the exec failed: ${res.status} ${res.text}`);
     assert.ok(ms < 30_000, `the exec answered in ${ms} ms, not at its 120 s deadline`);
     const s = await waitFor('the sandbox to fail', async () => {
@@ -432,7 +435,7 @@ describe('faults: kill -9 of the daemon and of QEMU, SIGSTOP of QEMU', () => {
     assert.equal((await call('DELETE', `/v1/sandboxes/${k!.id}`)).status, 204);
   });
 
-  test('SIGSTOP of QEMU: its calls time out at their deadline; the daemon serves the others; DELETE cleans up', async () => {
+  test('SIGSTOP of QEMU: its calls time out at their deadline; the daemon serves the others; DELETE cleans up', async (t) => {
     const [frozen, other] = await spawn(2, { fault: 'sigstop' });
     process.kill(frozen!.pid!, 'SIGSTOP');
     try {
@@ -446,12 +449,15 @@ describe('faults: kill -9 of the daemon and of QEMU, SIGSTOP of QEMU', () => {
       assert.equal((await call('GET', f)).text, 'served');
       const res = await stuck;
       const ms = Date.now() - t0;
+      t.diagnostic(`the exec on the stopped QEMU answered ${res.status} after ${ms} ms`);
       assert.equal(res.status, 504, res.text);
       assert.equal(errorCode(res), 'timeout');
       assert.ok(ms >= 2000 && ms < 30_000, `timed out after ${ms} ms (deadline: 2 s + the agent margin)`);
       assert.equal(await sh(other!.id, 'echo still'), 'still');
       // A stopped QEMU cannot answer QMP: DELETE must still end it.
+      const d0 = Date.now();
       const del = await call('DELETE', `/v1/sandboxes/${frozen!.id}`);
+      t.diagnostic(`DELETE of the stopped sandbox answered ${del.status} after ${Date.now() - d0} ms`);
       assert.equal(del.status, 204, del.text);
       await waitFor('the stopped QEMU to go', async () => ((await alive(frozen!.pid!)) ? undefined : true));
     } finally {
