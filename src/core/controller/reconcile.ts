@@ -19,7 +19,7 @@ import { PENDING_RUN_DIR_PREFIX, readRunRecord, removeRunDir, runDirOwner } from
 import { releaseIsolation } from '../isolation.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
-import { processAlive } from '../../host/proc-stat.js';
+import { identityAlive, processAlive } from '../../host/proc-stat.js';
 import { commandLines, processesUsing, stopForeignQemu } from './proc.js';
 import { mapWithConcurrency } from '../fork.js';
 import { liveRunPid, reattachSandbox } from './reattach.js';
@@ -119,9 +119,13 @@ export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
   const entries = await readdir(ctx.paths.runRoot).catch(() => [] as string[]);
   const names = entries.filter(isSandboxId);
   // Dirs still being assembled under a temporary name (see createRunDir): never a QEMU's.
-  const pending = entries.filter(
-    (n) => n.startsWith(PENDING_RUN_DIR_PREFIX) && isSandboxId(n.slice(PENDING_RUN_DIR_PREFIX.length)),
-  );
+  const pending = entries.flatMap((n) => {
+    if (!n.startsWith(PENDING_RUN_DIR_PREFIX)) return [];
+    // `.new-<id>.<pid>_<starttime>` (the creator), or `.new-<id>` from older versions.
+    const [id, creator] = n.slice(PENDING_RUN_DIR_PREFIX.length).split('.', 2) as [string, string | undefined];
+    if (!isSandboxId(id) || (creator !== undefined && !/^\d+_\d+$/.test(creator))) return [];
+    return [{ name: n, creator: creator?.replace('_', ':') }];
+  });
   const users = names.length > 0 ? [...(await commandLines(`${ctx.paths.runRoot}/`)).values()] : [];
   for (const name of names) {
     const dir = ctx.paths.runDir(name);
@@ -137,9 +141,9 @@ export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
       removed.push(name);
     }
   }
-  for (const name of pending) {
+  for (const { name, creator } of pending) {
     const dir = join(ctx.paths.runRoot, name);
-    if (!(await creatorGone(dir))) continue;
+    if (creator !== undefined ? await identityAlive(creator) : !(await creatorGone(dir))) continue;
     await rm(dir, { recursive: true, force: true });
     removed.push(name);
   }
