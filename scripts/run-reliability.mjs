@@ -1,7 +1,7 @@
-// `npm run test:reliability`: the long profile of the reliability suite (the soak and guest
-// fault suites join this list as they land). FORKD_FUZZ_RUNS defaults to 100000 requests,
-// FORKD_SOAK_SECS to 600; `--record` merges the fuzz figures into bench/results/reliability.json
-// and writes the load figures to bench/results/load.{json,md}.
+// `npm run test:reliability`: the long profile of the reliability suite: the fuzzer with
+// FORKD_FUZZ_RUNS (default 100000) requests, the soak for FORKD_SOAK_SECS (default 600), and the
+// load and fault suites as in npm test. `--record` merges the fuzz figures into
+// bench/results/reliability.json and writes the load figures to bench/results/load.{json,md}.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -10,6 +10,7 @@ const files = [
   'dist/test/integration/http-fuzz.test.js',
   'dist/test/integration/startup-faults.test.js',
   'dist/test/integration/audit-runtime.test.js',
+  'dist/test/integration/faults.test.js',
   'dist/test/integration/load.test.js',
   'dist/test/integration/soak.test.js',
 ].filter((f) => existsSync(f));

@@ -429,7 +429,7 @@ export const OPENAPI_DOCUMENT = {
       post: {
         operationId: 'createSnapshot',
         description:
-          'Boots a parent from an image, runs the warm-up commands, saves it. Answers at once with status `writing`; poll GET /v1/snapshots/{tag}.',
+          'Boots a parent from an image, runs the warm-up commands, saves it. Answers at once with status `writing`; poll GET /v1/snapshots/{tag}. 507 without free space for the RAM (plus a margin) in the data dir.',
         requestBody: { required: true, ...json(ref('CreateSnapshot')) },
         responses: { '202': reply('build started', ref('Snapshot')), ...errors },
       },
@@ -466,7 +466,7 @@ export const OPENAPI_DOCUMENT = {
       put: {
         operationId: 'putSnapshotPack',
         description:
-          'Stores a pack streamed as the body under {tag}: its sha256 must equal the `sha256` parameter, then it goes through every check of `forkd unpack` (hostile-pack rules, compatibility, size and free disk). 409 if the tag exists (unless force=true).',
+          'Stores a pack streamed as the body under {tag}: its sha256 must equal the `sha256` parameter, then it goes through every check of `forkd unpack` (hostile-pack rules, compatibility, size and free disk). 409 if the tag exists (unless force=true); 507 when the pack or its files do not fit on the data dir disk.',
         parameters: [
           { name: 'sha256', in: 'query', required: true, schema: str({ pattern: '^[0-9a-f]{64}$' }) },
           { name: 'force', in: 'query', required: false, schema: trueFalse },

@@ -2,22 +2,21 @@
 // can isolate with (GET /v1/capabilities), its capacity for a gateway's placement (GET
 // /v1/node), and snapshots as pack streams, out (GET .../pack) and in (PUT .../pack, verified
 // against a sha256 and then through every check of `forkd unpack`).
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { cpus, totalmem } from 'node:os';
-import { join } from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ForkdError, messageOf } from '../lib/errors.js';
+import { errnoOf, ForkdError, messageOf } from '../lib/errors.js';
 import { FEATURES, hostAvailableBytes, type Feature, type HostCapabilities } from '../core/api-surface.js';
 import type { CoreContext } from '../core/context.js';
 import type { SnapshotService } from '../core/controller/snapshots.js';
 import type { SandboxManager } from '../core/controller/sandboxes.js';
 import { PACK_EXTENSION } from '../pack/manifest.js';
 import { packToFile } from '../pack/pack.js';
-import { trackTempPath } from '../pack/temp-paths.js';
+import { ownedTempName, trackTempPath } from '../pack/temp-paths.js';
 import { DEFAULT_MAX_UNPACK_BYTES, unpackFile } from '../pack/unpack.js';
 import type { Handler } from './http.js';
 import { STREAM_TYPE } from './validation.js';
@@ -147,9 +146,9 @@ export function nodeHandlers(core: NodeCore): Record<string, Handler> {
   };
 }
 
-async function tempPack(ctx: CoreContext, kind: string): Promise<string> {
+async function tempPack(ctx: CoreContext, kind: 'recv' | 'serve'): Promise<string> {
   await mkdir(ctx.paths.snapshotsDir, { recursive: true, mode: 0o755 });
-  return join(ctx.paths.snapshotsDir, `.${kind}-${randomBytes(6).toString('hex')}${PACK_EXTENSION}`);
+  return join(ctx.paths.snapshotsDir, `${await ownedTempName(kind)}${PACK_EXTENSION}`);
 }
 
 async function fileSha256(path: string): Promise<string> {
@@ -162,19 +161,29 @@ async function fileSha256(path: string): Promise<string> {
 async function receive(req: IncomingMessage, path: string, limit: number): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
-  const meter = new Transform({
-    transform(chunk: Buffer, _enc, done: TransformCallback) {
-      bytes += chunk.length;
-      if (bytes > limit) return done(new ForkdError('payload_too_large', `pack over ${limit} bytes`));
-      hash.update(chunk);
-      done(null, chunk);
-    },
-  });
+  const fh = await open(path, 'w', 0o600);
   try {
-    await pipeline(req, meter, createWriteStream(path, { flags: 'w', mode: 0o600 }));
+    // Not pipeline(req, ...): a failing write (a full disk) made it destroy the request, so the
+    // client got a connection reset instead of the answer (found by the fault suite). The
+    // iterator leaves the request open; sendError answers, then drains the rest of the body.
+    for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      if (bytes > limit) throw new ForkdError('payload_too_large', `pack over ${limit} bytes`);
+      hash.update(chunk);
+      for (let off = 0; off < chunk.length;) off += (await fh.write(chunk, off)).bytesWritten;
+    }
   } catch (err) {
     if (err instanceof ForkdError) throw err;
+    // The daemon's disk, not the client: 507, as unpack says when the files do not fit.
+    if (errnoOf(err) === 'ENOSPC' || errnoOf(err) === 'EDQUOT')
+      throw new ForkdError(
+        'insufficient_storage',
+        `no space left in ${dirname(path)} after receiving ${bytes} bytes of the pack; free some space and retry`,
+        { cause: err },
+      );
     throw new ForkdError('unavailable', `the pack upload broke off after ${bytes} bytes: ${messageOf(err)}`);
+  } finally {
+    await fh.close();
   }
   return { sha256: hash.digest('hex'), bytes };
 }

@@ -24,7 +24,7 @@ import type { CoreContext } from './context.js';
 import type { ControllerHooks } from './controller/events.js';
 import type { SandboxManager } from './controller/sandboxes.js';
 import { SNAPSHOT_FILES } from './paths.js';
-import { readSnapshotMeta, type SnapshotMeta } from './snapshot-meta.js';
+import { readSnapshotMeta, recordMemoryVerified, type SnapshotMeta } from './snapshot-meta.js';
 import type { StateStore } from './state/store.js';
 
 /** Free space demanded beyond the source's RAM (vmstate, snapshot.json, file system slack). */
@@ -193,6 +193,7 @@ export class BranchService {
     const files: SnapshotMeta['files'] = {};
     const memDigest = await digestFile(memPath);
     files[SNAPSHOT_FILES.memory] = memDigest;
+    await recordMemoryVerified(p.staging, memDigest.sha256);
     files[SNAPSHOT_FILES.vmstate] = await digestFile(vmstatePath);
     // Image files are hard links of the source's: same bytes, same recorded digests.
     for (const f of p.imageFiles) files[f] = source.files[f]!;

@@ -19,13 +19,17 @@ export interface RunRecord {
   createdAt: string;
 }
 
-/** A run dir being assembled: `run/.new-<id>` (see removeDeadRunDirs for leftovers). */
+/** A run dir being assembled: `run/.new-<id>.<pid>_<starttime>` (see removeDeadRunDirs for leftovers). */
 export const PENDING_RUN_DIR_PREFIX = '.new-';
 
 export async function createRunDir(paths: DataPaths, id: string, vmUser: UserInfo | undefined): Promise<string> {
   await mkdir(paths.runRoot, { recursive: true, mode: 0o711 });
   const dir = paths.runDir(id);
-  const pending = join(paths.runRoot, `${PENDING_RUN_DIR_PREFIX}${id}`);
+  // The name says who assembles it (`.new-<id>.<pid>_<starttime>`): a creator killed between
+  // the mkdir and writing `owner` left a dir naming nobody, which the next daemon kept (too
+  // young for the age rule) until its own restart (seen by the fault suite after a kill -9
+  // during a BRANCH's materialize).
+  const pending = join(paths.runRoot, `${PENDING_RUN_DIR_PREFIX}${id}.${(await selfIdentity()).replace(':', '_')}`);
   await mkdir(pending, { mode: 0o700 });
   try {
     await writeFile(join(pending, RUN_FILES.owner), `${await selfIdentity()}\n`, { mode: 0o600 });

@@ -4,7 +4,8 @@
 import { chmod, chown, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { ForkdError } from '../lib/errors.js';
+import { ForkdError, messageOf } from '../lib/errors.js';
+import { formatBytes, freeSpace } from '../host/disk.js';
 import { digestFile } from '../lib/hash.js';
 import { exists, fsyncFile } from '../lib/fsutil.js';
 import { assertTag } from '../lib/tag.js';
@@ -17,7 +18,7 @@ import type { CoreContext } from './context.js';
 import { qemuVersionString } from './host-facts.js';
 import { RUN_FILES, SNAPSHOT_FILES } from './paths.js';
 import { removeRunDir } from './run-dir.js';
-import { SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
+import { recordMemoryVerified, SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
 import { AGENT_PROTOCOL_VERSION } from '../lib/version.js';
 import { bootFromImage } from './parent-boot.js';
 
@@ -140,6 +141,8 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
       parentTag: null,
       branchedFrom: null,
     };
+    // After the chmod/chown above: the first fork need not hash memory.bin again.
+    await recordMemoryVerified(staging, files[SNAPSHOT_FILES.memory]!.sha256);
     await writeFile(join(staging, SNAPSHOT_FILES.meta), `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o644 });
     await fsyncFile(join(staging, SNAPSHOT_FILES.meta));
     if (await exists(finalDir))
@@ -149,10 +152,24 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     progress(`snapshot ${tag} saved`);
     return meta;
   } catch (err) {
+    // A build failing on a full disk said only what broke first: with the data dir on a full
+    // tmpfs the parent's guest RAM (memory.bin) could not be backed and the build read "did not
+    // become ready within 60 s: agent connection closed" (seen by the fault suite). Measured before the staging dir goes (which frees
+    // what filled the disk): when almost nothing is free, say so.
+    const free = await freeSpace(ctx.config.dataDir).catch(() => undefined);
     await teardown.unwind();
+    if (free && free.freeBytes < FULL_DISK_BYTES && !(err instanceof ForkdError && err.code === 'insufficient_storage'))
+      throw new ForkdError(
+        'insufficient_storage',
+        `${messageOf(err)} (the file system of ${free.measuredPath} is full: ${formatBytes(free.freeBytes)} free; free some space and retry)`,
+        { cause: err },
+      );
     throw err;
   }
 }
+
+/** Less free than this when a build fails: the full disk is named as the likely cause. */
+const FULL_DISK_BYTES = 16 * 1024 * 1024;
 
 function checkRange(what: string, value: number, range: { min: number; max: number }): void {
   if (!Number.isInteger(value) || value < range.min || value > range.max) {

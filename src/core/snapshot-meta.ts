@@ -1,6 +1,6 @@
 // snapshot.json: everything needed to restore a snapshot, and to refuse to restore it where
 // it cannot work (another QEMU, machine, accelerator or device layout).
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ForkdError, errnoOf } from '../lib/errors.js';
 import { sha256File } from '../lib/hash.js';
@@ -119,9 +119,9 @@ export function assertCompatible(meta: SnapshotMeta, host: HostProfile): void {
 }
 
 /**
- * Cheap integrity check before every fork: every file present with its recorded size, and
- * the small vmstate with its recorded sha256. (A full memory.bin hash costs seconds; pack and
- * unpack verify it.)
+ * Integrity check before every fork: every file present with its recorded size, the small
+ * vmstate with its recorded sha256, and memory.bin unchanged since its sha256 was last checked
+ * (see verifyMemory).
  */
 export async function verifySnapshotFiles(dir: string, meta: SnapshotMeta): Promise<void> {
   for (const [name, digest] of Object.entries(meta.files)) {
@@ -142,6 +142,7 @@ export async function verifySnapshotFiles(dir: string, meta: SnapshotMeta): Prom
       );
     }
   }
+  await verifyMemory(dir, meta);
   const vmstate = meta.files[SNAPSHOT_FILES.vmstate]!;
   const actual = await sha256File(join(dir, SNAPSHOT_FILES.vmstate));
   if (actual !== vmstate.sha256) {
@@ -150,4 +151,59 @@ export async function verifySnapshotFiles(dir: string, meta: SnapshotMeta): Prom
       `snapshot ${meta.tag}: vmstate sha256 ${actual.slice(0, 12)}... does not match the recorded ${vmstate.sha256.slice(0, 12)}...; the snapshot is damaged: re-create it or delete it with: forkd snapshot rm ${meta.tag}`,
     );
   }
+}
+
+/**
+ * Beside memory.bin: the stat (device, inode, size, mtime, ctime in ns) of the memory.bin whose
+ * sha256 was last found equal to the recorded one. A same-size change of memory.bin passed the
+ * size check and was mapped by every later child (issue 14: "memory.bin changed under a
+ * snapshot: refused before any child maps it"); hashing it before every fork costs seconds.
+ * Any write, truncate, chmod, chown or replacement changes the ctime (which no user can set),
+ * so while the stat matches, the bytes are the ones hashed; when it does not, the file is
+ * hashed again, and refused if it differs.
+ */
+export const MEMORY_STAMP_FILE = '.memory-verified';
+
+interface MemoryStamp {
+  sha256: string;
+  stat: string;
+}
+
+async function memoryStat(path: string): Promise<string> {
+  const st = await stat(path, { bigint: true });
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/**
+ * Record that memory.bin in `dir` has `sha256` (just computed or verified). Best effort: a
+ * missing stamp only costs the next fork a hash. Call it after the file's last chmod/chown.
+ */
+export async function recordMemoryVerified(dir: string, sha256: string, statBefore?: string): Promise<void> {
+  try {
+    // The stat taken before hashing, when given: a change during the hash then fails the next match.
+    const st = statBefore ?? (await memoryStat(join(dir, SNAPSHOT_FILES.memory)));
+    const stamp: MemoryStamp = { sha256, stat: st };
+    await writeFile(join(dir, MEMORY_STAMP_FILE), `${JSON.stringify(stamp)}\n`, { mode: 0o644 });
+  } catch {
+    /* read-only data dir, or another user's: hashed again next time */
+  }
+}
+
+async function verifyMemory(dir: string, meta: SnapshotMeta): Promise<void> {
+  const recorded = meta.files[SNAPSHOT_FILES.memory];
+  if (!recorded) return;
+  const path = join(dir, SNAPSHOT_FILES.memory);
+  const now = await memoryStat(path);
+  const stamp = await readFile(join(dir, MEMORY_STAMP_FILE), 'utf8')
+    .then((t) => JSON.parse(t) as Partial<MemoryStamp>)
+    .catch(() => undefined);
+  if (stamp?.sha256 === recorded.sha256 && stamp.stat === now) return;
+  const actual = await sha256File(path);
+  if (actual !== recorded.sha256) {
+    throw new ForkdError(
+      'corrupt_snapshot',
+      `snapshot ${meta.tag}: memory.bin sha256 ${actual.slice(0, 12)}... does not match the recorded ${recorded.sha256.slice(0, 12)}... (it changed after the snapshot was made); the snapshot is damaged: re-create it or delete it with: forkd snapshot rm ${meta.tag}`,
+    );
+  }
+  await recordMemoryVerified(dir, actual, now);
 }

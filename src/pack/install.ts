@@ -13,7 +13,12 @@ import type { CoreContext } from '../core/context.js';
 import { qemuVersionString } from '../core/host-facts.js';
 import { SNAPSHOT_FILES, type DataPaths } from '../core/paths.js';
 import { liveRunRecords } from '../core/run-dir.js';
-import { compatibilityProblems, readSnapshotMeta, type SnapshotMeta } from '../core/snapshot-meta.js';
+import {
+  compatibilityProblems,
+  readSnapshotMeta,
+  recordMemoryVerified,
+  type SnapshotMeta,
+} from '../core/snapshot-meta.js';
 import type { PackedSnapshot, PackManifest } from './manifest.js';
 
 export interface InstallItem {
@@ -127,6 +132,8 @@ export async function prepareStaged(ctx: CoreContext, dir: string, item: Install
     }),
   );
   await chmod(memPath, ctx.facts.readonlyPrivateMem ? 0o640 : 0o660);
+  // Its sha256 was checked as it streamed in (and equals snapshot.json's, checked above).
+  await recordMemoryVerified(dir, meta.files[SNAPSHOT_FILES.memory]!.sha256);
   await chmod(dir, 0o755);
 }
 

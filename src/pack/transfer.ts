@@ -2,7 +2,6 @@
 // the data dir's snapshots dir (push: so the PUT has a Content-Length, which presigned object
 // store URLs need; pull: so the whole download can be checked against --sha256 before a byte
 // of it is unpacked). The temp file is removed whatever happens.
-import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ForkdError } from '../lib/errors.js';
@@ -11,7 +10,7 @@ import type { DataPaths } from '../core/paths.js';
 import { getToFile, putFile, redactUrl } from './http.js';
 import { PACK_EXTENSION } from './manifest.js';
 import { packToFile, type PackResult } from './pack.js';
-import { trackTempPath } from './temp-paths.js';
+import { ownedTempName, trackTempPath } from './temp-paths.js';
 import { DEFAULT_MAX_UNPACK_BYTES, unpackFile, type UnpackOptions, type UnpackResult } from './unpack.js';
 
 export type ByteProgress = (doneBytes: number, totalBytes: number | undefined) => void;
@@ -88,7 +87,7 @@ export function parseSha256(raw: string): string {
   return raw.toLowerCase();
 }
 
-async function tempFile(paths: DataPaths, kind: string): Promise<string> {
+async function tempFile(paths: DataPaths, kind: 'push' | 'pull'): Promise<string> {
   await mkdir(paths.snapshotsDir, { recursive: true, mode: 0o755 });
-  return join(paths.snapshotsDir, `.${kind}-${randomBytes(6).toString('hex')}${PACK_EXTENSION}`);
+  return join(paths.snapshotsDir, `${await ownedTempName(kind)}${PACK_EXTENSION}`);
 }

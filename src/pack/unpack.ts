@@ -4,7 +4,6 @@
 // declared size, and is written inside snapshots/.unpack-<nonce>/ with its sha256 checked as it
 // streams. Only when every file is verified are the snapshots renamed into place. Any failure
 // removes the temp dir. A daemon reading snapshots from disk sees the new dir once renamed.
-import { randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,7 +18,7 @@ import { declaredBytes, MANIFEST_MAX_BYTES, MANIFEST_NAME, parseManifest, type P
 import { SparseFileSink } from './file-sink.js';
 import { TYPE } from './tar-header.js';
 import { TarReader } from './tar-reader.js';
-import { trackTempPath } from './temp-paths.js';
+import { ownedTempName, trackTempPath } from './temp-paths.js';
 import { ZSTD_MAGIC, zstdDecompress } from './zstd.js';
 
 /** Default cap on the bytes a pack may declare (override per call: --max-size-gib). */
@@ -47,7 +46,7 @@ export async function unpackFile(ctx: CoreContext, opts: UnpackOptions): Promise
   if (opts.tag !== undefined) assertTag(opts.tag, 'snapshot tag');
   await assertZstdFile(opts.file);
   await mkdir(ctx.paths.snapshotsDir, { recursive: true, mode: 0o755 });
-  const temp = join(ctx.paths.snapshotsDir, `.unpack-${randomBytes(6).toString('hex')}`);
+  const temp = join(ctx.paths.snapshotsDir, await ownedTempName('unpack'));
   await mkdir(temp, { mode: 0o700 });
   const untrack = trackTempPath(temp);
   const zstd = zstdDecompress();

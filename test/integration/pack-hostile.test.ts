@@ -93,7 +93,15 @@ describe('hostile packs', () => {
     const r = await unpackFile(core, { file: await pack(entries()) });
     assert.deepEqual(r.snapshots, [{ tag: 'good', storedAs: 'good', action: 'new' }]);
     const dir = core.paths.snapshotDir('good');
-    assert.deepEqual((await readdir(dir)).sort(), ['initrd.img', 'memory.bin', 'snapshot.json', 'vmlinux', 'vmstate']);
+    // .memory-verified: memory.bin's stat as of its checked sha256 (snapshot-meta.ts, verifyMemory).
+    assert.deepEqual((await readdir(dir)).sort(), [
+      '.memory-verified',
+      'initrd.img',
+      'memory.bin',
+      'snapshot.json',
+      'vmlinux',
+      'vmstate',
+    ]);
     const mem = await stat(join(dir, 'memory.bin'));
     assert.equal(mem.mode & 0o777, core.facts.readonlyPrivateMem ? 0o640 : 0o660);
     if (core.facts.vmUser) assert.equal(mem.gid, core.facts.vmUser.gid);

@@ -77,10 +77,21 @@ test('run dirs: abandoned ones go at once, live creators keep theirs, nameless o
     await writeFile(join(paths.runRoot, pendingMine, RUN_FILES.owner), `${await selfIdentity()}\n`);
     await mkdir(join(paths.runRoot, pendingNamelessOld));
     await utimes(join(paths.runRoot, pendingNamelessOld), new Date(0), new Date(0));
+    // Named after their creator (no owner file yet: killed right after the mkdir), young.
+    const pendingNamedDead = `${PENDING_RUN_DIR_PREFIX}${newSandboxId()}.999999999_1`;
+    const pendingNamedMine = `${PENDING_RUN_DIR_PREFIX}${newSandboxId()}.${(await selfIdentity()).replace(':', '_')}`;
+    await mkdir(join(paths.runRoot, pendingNamedDead));
+    await mkdir(join(paths.runRoot, pendingNamedMine));
 
     const removed = await removeDeadRunDirs(ctx);
-    assert.deepEqual(removed.sort(), [abandoned, namelessOld, deadRecord, pendingDead, pendingNamelessOld].sort());
-    assert.deepEqual((await readdir(paths.runRoot)).sort(), [mine, namelessNew, liveRecord, pendingMine].sort());
+    assert.deepEqual(
+      removed.sort(),
+      [abandoned, namelessOld, deadRecord, pendingDead, pendingNamelessOld, pendingNamedDead].sort(),
+    );
+    assert.deepEqual(
+      (await readdir(paths.runRoot)).sort(),
+      [mine, namelessNew, liveRecord, pendingMine, pendingNamedMine].sort(),
+    );
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }

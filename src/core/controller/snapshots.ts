@@ -13,6 +13,8 @@ import { listSnapshots, removeSnapshot } from '../snapshot-store.js';
 import type { SnapshotStatus, StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
 import { ancestorsOf } from '../lineage.js';
+import { BRANCH_DISK_MARGIN_BYTES } from '../branch.js';
+import { formatBytes, freeSpace } from '../../host/disk.js';
 
 /** Parents booting at once: each is a cold boot, CPU-bound for seconds. */
 export const MAX_SNAPSHOT_BUILDS = 2;
@@ -127,10 +129,29 @@ export class SnapshotService {
     if (this.#builds.size >= MAX_SNAPSHOT_BUILDS) {
       throw new ForkdError('busy', `${MAX_SNAPSHOT_BUILDS} snapshots are already being built; retry when one is done`);
     }
+    await this.#assertRoom(tag, req.memMiB);
     this.store.upsertSnapshot(tag, 'writing');
     const build = this.#build(tag, req).finally(() => this.#builds.delete(tag));
     this.#builds.set(tag, build);
     return this.get(tag);
+  }
+
+  /**
+   * The parent's memory.bin is written in the data dir as the guest touches its RAM; on a
+   * file system without room for it the build was admitted and could fail only later, once
+   * the guest had touched more RAM than fits. As BRANCH does: room for the RAM plus a margin, or 507
+   * before any row, dir or QEMU exists. The disk can still fill during the build; that ends
+   * the build `failed` with its staging dir removed.
+   */
+  async #assertRoom(tag: string, memMiB: number): Promise<void> {
+    const needed = memMiB * 1024 * 1024 + BRANCH_DISK_MARGIN_BYTES;
+    const free = await freeSpace(this.ctx.config.dataDir);
+    if (free.freeBytes < needed) {
+      throw new ForkdError(
+        'insufficient_storage',
+        `snapshot ${tag} needs ${formatBytes(needed)} free in ${free.measuredPath} (its ${memMiB} MiB of RAM plus a margin); ${formatBytes(free.freeBytes)} is free`,
+      );
+    }
   }
 
   async #build(tag: string, req: CreateSnapshotRequest): Promise<void> {
