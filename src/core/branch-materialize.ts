@@ -60,7 +60,7 @@ export async function materializeStream(
     } finally {
       closeSync(fd);
     }
-    teardown.push('qemu', () => vm.kill(500));
+    teardown.push('qemu', () => vm.dispose(500));
     await writeRunRecord(runDir, {
       id: runId,
       snapshotTag: null,

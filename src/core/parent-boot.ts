@@ -77,7 +77,7 @@ export async function bootFromImage(
     logger: ctx.logger,
     ...(facts.vmUser ? { uid: facts.vmUser.uid, gid: facts.vmUser.gid } : {}),
   });
-  teardown.push('qemu', () => vm.kill(500));
+  teardown.push('qemu', () => vm.dispose(500));
   await writeRunRecord(ctx.paths.runDir(runId), {
     id: runId,
     snapshotTag: null,

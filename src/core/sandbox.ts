@@ -55,7 +55,7 @@ export class Sandbox {
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {
       this.agent.close();
-      await this.vm.kill(1000);
+      await this.vm.dispose(1000);
       try {
         await this.isolation?.dispose();
       } finally {
@@ -106,7 +106,7 @@ export async function restoreChild(
     } finally {
       closeSync(vmstateFd);
     }
-    teardown.push('qemu', () => vm.kill(500));
+    teardown.push('qemu', () => vm.dispose(500));
     // Into the cgroup before the restore faults in guest memory, so that memory is charged.
     await isolation?.onSpawned(vm.pid);
     await writeRunRecord(runDir, {

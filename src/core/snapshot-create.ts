@@ -111,7 +111,7 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
       ...(facts.vmUser ? { owner: facts.vmUser } : {}),
     });
     agent.close();
-    await vm.kill(2000);
+    await vm.dispose(2000);
     await removeRunDir(ctx.paths, id);
 
     progress('recording checksums');

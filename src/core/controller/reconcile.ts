@@ -18,7 +18,8 @@ import { releaseIsolation } from '../isolation.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
 import { processAlive } from '../../host/proc-stat.js';
-import { commandLines, processesUsing, stopForeignQemu } from './proc.js';
+import { stopAdoptedQemu } from '../../vmm/adopted-qemu.js';
+import { commandLines, processesUsing } from './proc.js';
 import { mapWithConcurrency } from '../fork.js';
 import { liveRunPid, reattachSandbox } from './reattach.js';
 import { DELETING, type SandboxManager } from './sandboxes.js';
@@ -69,7 +70,7 @@ export async function reconcile(
       report.adopted.push(row.id);
       hooks.event({ event: 'sandbox.adopted', sandboxId: row.id, snapshotTag: row.snapshotTag });
     } catch (err) {
-      await stopForeignQemu(pid, ctx.paths.runDir(row.id));
+      await stopAdoptedQemu(pid, ctx.paths.runDir(row.id));
       await releaseIsolation(row.id, { network: row.perChildNetns });
       await removeRunDir(ctx.paths, row.id);
       fail(row.id, row.snapshotTag, `could not re-attach after a daemon restart: ${messageOf(err).split('\n')[0]}`);
@@ -82,7 +83,7 @@ export async function reconcile(
     const dir = ctx.paths.runDir(row.id);
     for (const [pid, cmdline] of qemus) {
       if (!cmdline.includes(`${dir}/`)) continue;
-      await stopForeignQemu(pid, dir);
+      await stopAdoptedQemu(pid, dir);
       report.orphansKilled.push(row.id);
     }
     await releaseIsolation(row.id, { network: row.perChildNetns });
@@ -156,7 +157,7 @@ async function abandonBuilds(ctx: CoreContext, store: StateStore, hooks: Control
     for (const pid of await processesUsing(stagingPrefix)) {
       const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
       const runId = new RegExp(`${escapeRegExp(ctx.paths.runRoot)}/(sb-[a-z2-7]{16})/`).exec(cmdline)?.[1];
-      await stopForeignQemu(pid, stagingPrefix);
+      await stopAdoptedQemu(pid, stagingPrefix);
       if (runId) await removeRunDir(ctx.paths, runId);
     }
     for (const name of await readdir(ctx.paths.snapshotsDir).catch(() => [] as string[])) {
