@@ -10,7 +10,7 @@ import type { CoreContext } from './context.js';
 import type { Isolation, IsolationOptions } from './isolation.js';
 import { launchVm } from './launch-vm.js';
 import { SNAPSHOT_FILES } from './paths.js';
-import { removeRunDir } from './run-dir.js';
+import { releaseSandboxHost } from './sandbox-release.js';
 import type { SnapshotMeta } from './snapshot-meta.js';
 
 export { SANDBOX_OOM_SCORE_ADJ } from './launch-vm.js';
@@ -53,11 +53,7 @@ export class Sandbox {
     this.#disposed ??= (async () => {
       this.agent.close();
       await this.vm.dispose(1000);
-      try {
-        await this.isolation?.dispose();
-      } finally {
-        await removeRunDir(this.ctx.paths, this.id);
-      }
+      await releaseSandboxHost(this.ctx, this.id, { isolation: this.isolation });
     })();
     return this.#disposed;
   }

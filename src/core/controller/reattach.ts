@@ -10,8 +10,8 @@ import { AdoptedQemu } from '../../vmm/adopted-qemu.js';
 import { QmpClient } from '../../vmm/qmp.js';
 import type { CoreContext } from '../context.js';
 import { RUN_FILES } from '../paths.js';
-import { readRunRecord, removeRunDir } from '../run-dir.js';
-import { releaseIsolation } from '../isolation.js';
+import { readRunRecord } from '../run-dir.js';
+import { releaseSandboxHost } from '../sandbox-release.js';
 import type { LiveSandbox } from './live.js';
 import { processUsesDir } from '../../host/proc-stat.js';
 
@@ -81,7 +81,7 @@ class AdoptedSandbox implements LiveSandbox {
   async #check(): Promise<void> {
     if (await this.qemu.alive()) return;
     this.#stopWatching();
-    const { oom } = await releaseIsolation(this.id, { network: this.network });
+    const { oom } = await releaseSandboxHost(this.ctx, this.id, { network: this.network });
     this.#resolveExit(oom ? 'oom' : 'qemu exited (not a child of this daemon: exit status unknown)');
   }
 
@@ -101,8 +101,7 @@ class AdoptedSandbox implements LiveSandbox {
         graceMs: 1000,
       });
       this.qmp.close();
-      await releaseIsolation(this.id, { network: this.network });
-      await removeRunDir(this.ctx.paths, this.id);
+      await releaseSandboxHost(this.ctx, this.id, { network: this.network });
       this.#resolveExit('killed');
     })();
     return this.#killed;

@@ -14,7 +14,7 @@ import { messageOf } from '../../lib/errors.js';
 import { isSandboxId } from '../../lib/ids.js';
 import type { CoreContext } from '../context.js';
 import { PENDING_RUN_DIR_PREFIX, readRunRecord, removeRunDir, runDirOwner } from '../run-dir.js';
-import { releaseIsolation } from '../isolation.js';
+import { releaseSandboxHost } from '../sandbox-release.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
 import { processAlive } from '../../host/proc-stat.js';
@@ -59,8 +59,7 @@ export async function reconcile(
     const row = running[i]!;
     const pid = await liveRunPid(ctx, row.id);
     if (pid === undefined) {
-      const { oom } = await releaseIsolation(row.id, { network: row.perChildNetns });
-      await removeRunDir(ctx.paths, row.id);
+      const { oom } = await releaseSandboxHost(ctx, row.id, { network: row.perChildNetns });
       return fail(row.id, row.snapshotTag, oom ? 'oom' : 'qemu exited while the daemon was not running');
     }
     try {
@@ -71,8 +70,7 @@ export async function reconcile(
       hooks.event({ event: 'sandbox.adopted', sandboxId: row.id, snapshotTag: row.snapshotTag });
     } catch (err) {
       await stopAdoptedQemu(pid, ctx.paths.runDir(row.id));
-      await releaseIsolation(row.id, { network: row.perChildNetns });
-      await removeRunDir(ctx.paths, row.id);
+      await releaseSandboxHost(ctx, row.id, { network: row.perChildNetns });
       fail(row.id, row.snapshotTag, `could not re-attach after a daemon restart: ${messageOf(err).split('\n')[0]}`);
     }
   });
@@ -86,8 +84,7 @@ export async function reconcile(
       await stopAdoptedQemu(pid, dir);
       report.orphansKilled.push(row.id);
     }
-    await releaseIsolation(row.id, { network: row.perChildNetns });
-    await removeRunDir(ctx.paths, row.id);
+    await releaseSandboxHost(ctx, row.id, { network: row.perChildNetns });
     if (row.state === 'stopped' || row.state === 'failed') continue;
     if (row.state === 'creating')
       fail(row.id, row.snapshotTag, 'the daemon stopped while the sandbox was being created');
