@@ -9,22 +9,22 @@
 // excess is refused at once (503, never queued); one BRANCH per output tag; free space for the
 // source's RAM plus a margin, or 507. A failed BRANCH leaves no dir and a running source.
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ForkdError, messageOf } from '../lib/errors.js';
-import { exists, fsyncFile } from '../lib/fsutil.js';
-import { digestFile } from '../lib/hash.js';
+import { exists } from '../lib/fsutil.js';
 import { assertTag } from '../lib/tag.js';
 import { FORKD_VERSION } from '../lib/version.js';
 import { formatBytes, freeSpace } from '../host/disk.js';
 import { branchCopyFor, liveMigrateToFile } from '../vmm/live-migrate.js';
 import { materializeStream } from './branch-materialize.js';
+import { publishSnapshot } from './snapshot-publish.js';
 import type { CoreContext } from './context.js';
 import type { ControllerHooks } from './controller/events.js';
 import type { SandboxManager } from './controller/sandboxes.js';
 import { SNAPSHOT_FILES } from './paths.js';
-import { readSnapshotMeta, recordMemoryVerified, type SnapshotMeta } from './snapshot-meta.js';
+import { readSnapshotMeta, type SnapshotMeta } from './snapshot-meta.js';
 import type { StateStore } from './state/store.js';
 
 /** Free space demanded beyond the source's RAM (vmstate, snapshot.json, file system slack). */
@@ -186,33 +186,25 @@ export class BranchService {
   ): Promise<{ memoryBytes: number }> {
     await materializeStream(this.ctx, { streamPath: p.streamPath, dir: p.staging, source });
     await rm(p.streamPath, { force: true });
-    const memPath = join(p.staging, SNAPSHOT_FILES.memory);
-    const vmstatePath = join(p.staging, SNAPSHOT_FILES.vmstate);
-    await fsyncFile(memPath);
-    await fsyncFile(vmstatePath);
-    const files: SnapshotMeta['files'] = {};
-    const memDigest = await digestFile(memPath);
-    files[SNAPSHOT_FILES.memory] = memDigest;
-    await recordMemoryVerified(p.staging, memDigest.sha256);
-    files[SNAPSHOT_FILES.vmstate] = await digestFile(vmstatePath);
     // Image files are hard links of the source's: same bytes, same recorded digests.
+    const files: SnapshotMeta['files'] = {};
     for (const f of p.imageFiles) files[f] = source.files[f]!;
-    const meta: SnapshotMeta = {
-      ...source,
+    const meta = await publishSnapshot(this.ctx, {
+      staging: p.staging,
       tag,
-      createdAt: new Date().toISOString(),
-      forkdVersion: FORKD_VERSION,
-      files,
-      parentTag: source.tag,
-      branchedFrom: sandboxId,
-    };
-    const metaPath = join(p.staging, SNAPSHOT_FILES.meta);
-    await writeFile(metaPath, `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o644 });
-    await fsyncFile(metaPath);
-    const finalDir = this.ctx.paths.snapshotDir(tag);
-    if (await exists(finalDir)) throw new ForkdError('already_exists', `snapshot ${tag} appeared during the BRANCH`);
-    await rename(p.staging, finalDir);
-    return { memoryBytes: memDigest.size };
+      meta: {
+        ...source,
+        tag,
+        createdAt: new Date().toISOString(),
+        forkdVersion: FORKD_VERSION,
+        files,
+        parentTag: source.tag,
+        branchedFrom: sandboxId,
+      },
+      hash: [SNAPSHOT_FILES.memory, SNAPSHOT_FILES.vmstate],
+      raceNote: 'during the BRANCH',
+    });
+    return { memoryBytes: meta!.files[SNAPSHOT_FILES.memory]!.size };
   }
 
   #fail(tag: string, sandboxId: string, err: unknown, requestId: string | undefined): void {

@@ -4,7 +4,8 @@ import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { messageOf } from '../lib/errors.js';
 import type { CoreContext } from './context.js';
-import { restoreChild, type Sandbox } from './sandbox.js';
+import type { IsolationOptions } from './isolation.js';
+import { restoreChild, type LoadedSnapshot, type Sandbox } from './sandbox.js';
 import { loadSnapshot } from './snapshot-store.js';
 
 export const FORK_N_RANGE = { min: 1, max: 1000 } as const;
@@ -43,15 +44,14 @@ export async function forkChildren(
   const t0 = performance.now();
   const readyAt: number[] = [];
   let done = 0;
-  const settled = await mapWithConcurrency(opts.n, opts.concurrency ?? defaultRestoreConcurrency(), async () => {
-    const child = await restoreChild(
-      ctx,
-      snap,
-      opts.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: opts.readyTimeoutMs },
-    );
-    readyAt.push(performance.now() - t0);
-    opts.onReady?.(child, ++done);
-    return child;
+  const settled = await restoreMany(ctx, snap, {
+    n: opts.n,
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+    ...(opts.readyTimeoutMs !== undefined ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
+    onReady: (child) => {
+      readyAt.push(performance.now() - t0);
+      opts.onReady?.(child, ++done);
+    },
   });
   const wallMs = performance.now() - t0;
   const children = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
@@ -67,6 +67,43 @@ export async function forkChildren(
     readyP50Ms: percentile(perChild, 0.5),
     readyP90Ms: percentile(perChild, 0.9),
   };
+}
+
+export interface RestoreManyOptions {
+  n: number;
+  /** Restores in flight for this call; default defaultRestoreConcurrency(). */
+  concurrency?: number;
+  /** The sandbox id of child `i` (the daemon has inserted rows for them); default a new id. */
+  id?: (i: number) => string;
+  isolation?: IsolationOptions | undefined;
+  readyTimeoutMs?: number;
+  /** Admission shared with other calls (the daemon's host-wide window); default none. */
+  gate?: <T>(restore: () => Promise<T>) => Promise<T>;
+  /** Child `i` is ready; a throw here fails that child's result like a failed restore. */
+  onReady?: (child: Sandbox, i: number) => void;
+}
+
+/**
+ * The one fan-out of N restores of a snapshot, shared by the local CLI (forkChildren) and the
+ * daemon (SandboxManager.create): results in index order, never rejects.
+ */
+export function restoreMany(
+  ctx: CoreContext,
+  snap: LoadedSnapshot,
+  opts: RestoreManyOptions,
+): Promise<PromiseSettledResult<Sandbox>[]> {
+  const gate = opts.gate ?? (<T>(restore: () => Promise<T>) => restore());
+  return mapWithConcurrency(opts.n, opts.concurrency ?? defaultRestoreConcurrency(), async (i) => {
+    const child = await gate(() =>
+      restoreChild(ctx, snap, {
+        ...(opts.id ? { id: opts.id(i) } : {}),
+        ...(opts.readyTimeoutMs !== undefined ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
+        ...(opts.isolation ? { isolation: opts.isolation } : {}),
+      }),
+    );
+    opts.onReady?.(child, i);
+    return child;
+  });
 }
 
 /** Run `fn` n times with at most `limit` in flight; results in start order, never rejects. */

@@ -4,7 +4,8 @@
 // from the spawn or from the wrapper); `onSpawned` puts QEMU into the cgroup before the restore
 // faults in any guest memory. Everything is named from the sandbox id, so `attachIsolation`
 // can find it again after a daemon restart.
-import { ForkdError } from '../lib/errors.js';
+import { ForkdError, messageOf } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
 import { assertSandboxId } from '../lib/ids.js';
 import { TeardownStack } from '../lib/teardown.js';
 import { SandboxCgroup, validateLimits, type CgroupLimits } from '../host/cgroups.js';
@@ -152,13 +153,21 @@ export async function attachIsolation(id: string, opts: { network: boolean }): P
  * OOM killer ended it, and remove its cgroup and namespace. Idempotent; never throws (what
  * cannot be removed now is left for `forkd netns cleanup`).
  */
-export async function releaseIsolation(id: string, opts: { network: boolean }): Promise<{ oom: boolean }> {
+export async function releaseIsolation(
+  id: string,
+  opts: { network: boolean; logger?: Logger },
+): Promise<{ oom: boolean }> {
   try {
     const isolation = await attachIsolation(id, opts);
+    // No OOM counter to read (no cgroup of its own, or already gone): not an OOM kill.
     const oom = await isolation.oomKilled().catch(() => false);
     await isolation.dispose();
     return { oom };
-  } catch {
+  } catch (err) {
+    opts.logger?.warn('isolation not fully removed; `forkd netns cleanup` removes what is left', {
+      sandbox: id,
+      error: messageOf(err),
+    });
     return { oom: false };
   }
 }

@@ -1,22 +1,19 @@
 // A sandbox: one restored child VM with its agent connection, run dir and QEMU process.
-// `restoreChild` builds one; `dispose()` tears it all down and is idempotent.
-import { closeSync, openSync } from 'node:fs';
+// `restoreChild` builds one (through launchVm); `dispose()` tears it all down and is idempotent.
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { newSandboxId } from '../lib/ids.js';
 import { TeardownStack } from '../lib/teardown.js';
-import { messageOf } from '../lib/errors.js';
-import { AgentClient } from '../agent/client.js';
-import { Vm } from '../vmm/vm.js';
+import type { AgentClient } from '../agent/client.js';
+import type { Vm } from '../vmm/vm.js';
 import type { CoreContext } from './context.js';
-import { prepareIsolation, type Isolation, type IsolationOptions } from './isolation.js';
+import type { Isolation, IsolationOptions } from './isolation.js';
+import { launchVm } from './launch-vm.js';
 import { SNAPSHOT_FILES } from './paths.js';
-import { createRunDir, removeRunDir, writeRunRecord } from './run-dir.js';
+import { releaseSandboxHost } from './sandbox-release.js';
 import type { SnapshotMeta } from './snapshot-meta.js';
-import { vmSpec } from './vm-spec.js';
 
-/** OOM killer preference for sandbox VMMs: well before the daemon or the host's services. */
-export const SANDBOX_OOM_SCORE_ADJ = 500;
+export { SANDBOX_OOM_SCORE_ADJ } from './launch-vm.js';
 
 export interface ChildTimings {
   /** QEMU process spawned and QMP connected. */
@@ -55,12 +52,8 @@ export class Sandbox {
   dispose(): Promise<void> {
     this.#disposed ??= (async () => {
       this.agent.close();
-      await this.vm.kill(1000);
-      try {
-        await this.isolation?.dispose();
-      } finally {
-        await removeRunDir(this.ctx.paths, this.id);
-      }
+      await this.vm.dispose(1000);
+      await releaseSandboxHost(this.ctx, this.id, { isolation: this.isolation });
     })();
     return this.#disposed;
   }
@@ -72,83 +65,29 @@ export async function restoreChild(
   opts: { id?: string; readyTimeoutMs?: number; hostname?: string; isolation?: IsolationOptions } = {},
 ): Promise<Sandbox> {
   const id = opts.id ?? newSandboxId();
-  const logger = ctx.logger.child({ sandbox: id, snapshot: snap.tag });
   const teardown = new TeardownStack();
   const t0 = performance.now();
   try {
-    const runDir = await createRunDir(ctx.paths, id, ctx.facts.vmUser);
-    teardown.push('run dir', () => removeRunDir(ctx.paths, id));
-    const isolation = opts.isolation ? await prepareIsolation(ctx, id, opts.isolation) : undefined;
-    if (isolation) teardown.push('isolation', () => isolation.dispose());
-    const spec = vmSpec({
-      facts: ctx.facts,
+    const { vm, agent, isolation, marks } = await launchVm(ctx, {
+      id,
+      role: 'child',
+      snapshotTag: snap.tag,
       layout: snap.meta.layout,
       kernelCmdline: snap.meta.kernelCmdline,
       snapshotDir: snap.dir,
-      runDir,
-      role: 'child',
-      ...(isolation ? { net: isolation.net } : {}),
+      migrationFile: join(snap.dir, SNAPSHOT_FILES.vmstate),
+      ...(opts.isolation ? { isolation: opts.isolation } : {}),
+      ready: { kind: 'restore', timeoutMs: opts.readyTimeoutMs ?? 30_000, hostname: opts.hostname ?? id },
+      logger: ctx.logger.child({ sandbox: id, snapshot: snap.tag }),
+      teardown,
     });
-    // The device state reaches QEMU as fd 3: the VM user needs no access to vmstate at all.
-    const vmstateFd = openSync(join(snap.dir, SNAPSHOT_FILES.vmstate), 'r');
-    let vm: Vm;
-    try {
-      vm = await Vm.start({
-        spec,
-        migrationFd: vmstateFd,
-        oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
-        logger,
-        ...(ctx.facts.vmUser && (isolation?.runAsUidGid ?? true)
-          ? { uid: ctx.facts.vmUser.uid, gid: ctx.facts.vmUser.gid }
-          : {}),
-        ...(isolation?.wrapper ? { wrapper: isolation.wrapper } : {}),
-      });
-    } finally {
-      closeSync(vmstateFd);
-    }
-    teardown.push('qemu', () => vm.kill(500));
-    // Into the cgroup before the restore faults in guest memory, so that memory is charged.
-    await isolation?.onSpawned(vm.pid);
-    await writeRunRecord(runDir, {
-      id,
-      snapshotTag: snap.tag,
-      role: 'child',
-      pid: vm.pid,
-      createdAt: new Date().toISOString(),
-    });
-    const tStarted = performance.now();
-    // Connect to the agent port before the guest resumes, so the virtio-serial "host
-    // connected" state the guest saved is already true when it wakes (no reconnect dance).
-    const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
-    const agentPromise = AgentClient.connect(spec.agentSocket, { timeoutMs: readyTimeoutMs, logger, hello: false });
-    agentPromise.catch(() => undefined);
-    await vm.restoreFromFd3(readyTimeoutMs);
-    const tRestored = performance.now();
-    let agent: AgentClient;
-    try {
-      agent = await agentPromise;
-    } catch (err) {
-      const diag = await vm.process.diagnostics();
-      throw new Error(
-        `child ${id}: the agent did not answer after restore: ${messageOf(err)}${diag ? `\n${diag}` : ''}`,
-        { cause: err },
-      );
-    }
-    teardown.push('agent', () => agent.close());
-    // A child is ready only once it has its own identity: hostname, fresh entropy, clock.
-    // Its deadline is what is left of the readiness budget (there was no hello to wait for).
-    await agent.identity(
-      { sandboxId: id, hostname: opts.hostname ?? id },
-      { timeoutMs: Math.max(1, readyTimeoutMs - (performance.now() - tStarted)) },
-    );
-    const tReady = performance.now();
     teardown.release();
     return new Sandbox(
       id,
       snap.tag,
       vm,
       agent,
-      { startMs: tStarted - t0, restoreMs: tRestored - tStarted, readyMs: tReady - t0 },
+      { startMs: marks.started - t0, restoreMs: marks.restored - marks.started, readyMs: marks.ready - t0 },
       new Date(),
       ctx,
       isolation,

@@ -1,13 +1,12 @@
 // Build a parent and save it as a snapshot: boot the image with RAM in a shared file, wait for
 // the agent (real readiness, never a sleep), run warm-up commands, warm the Python worker,
-// pause, save device state, and publish the snapshot dir atomically (staging dir + rename).
-import { chmod, chown, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+// pause, save device state, and publish the snapshot dir (snapshot-publish.ts).
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ForkdError, messageOf } from '../lib/errors.js';
 import { formatBytes, freeSpace } from '../host/disk.js';
-import { digestFile } from '../lib/hash.js';
-import { exists, fsyncFile } from '../lib/fsutil.js';
+import { exists } from '../lib/fsutil.js';
 import { assertTag } from '../lib/tag.js';
 import { TeardownStack } from '../lib/teardown.js';
 import { FORKD_VERSION } from '../lib/version.js';
@@ -18,9 +17,10 @@ import type { CoreContext } from './context.js';
 import { qemuVersionString } from './host-facts.js';
 import { RUN_FILES, SNAPSHOT_FILES } from './paths.js';
 import { removeRunDir } from './run-dir.js';
-import { recordMemoryVerified, SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
+import { SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
 import { AGENT_PROTOCOL_VERSION } from '../lib/version.js';
 import { bootFromImage } from './parent-boot.js';
+import { publishSnapshot } from './snapshot-publish.js';
 
 export interface CreateSnapshotOptions {
   tag: string;
@@ -88,7 +88,7 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
       teardown,
       onProgress: progress,
     });
-    const { vm, agent, runId: id, imageFiles, memPath } = booted;
+    const { vm, agent, runId: id, imageFiles } = booted;
     const vmstatePath = join(staging, SNAPSHOT_FILES.vmstate);
     progress('parent ready; running warm-up');
     for (const cmd of opts.warmup) {
@@ -112,45 +112,35 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
       ...(facts.vmUser ? { owner: facts.vmUser } : {}),
     });
     agent.close();
-    await vm.kill(2000);
+    await vm.dispose(2000);
     await removeRunDir(ctx.paths, id);
 
     progress('recording checksums');
-    await fsyncFile(memPath);
-    await fsyncFile(vmstatePath);
-    // QEMU < 8.2 opens the backing file read-write even for a private (CoW) mapping, so the
-    // VM user keeps write permission through its group. Documented in docs/SECURITY.md.
-    await chown(memPath, 0, facts.vmUser?.gid ?? 0).catch(() => undefined);
-    await chmod(memPath, facts.readonlyPrivateMem ? 0o640 : 0o660);
-    const files: SnapshotMeta['files'] = {};
-    for (const f of [SNAPSHOT_FILES.memory, SNAPSHOT_FILES.vmstate, ...imageFiles])
-      files[f] = await digestFile(join(staging, f));
-    const meta: SnapshotMeta = {
-      formatVersion: SNAPSHOT_FORMAT_VERSION,
+    const meta = await publishSnapshot(ctx, {
+      staging,
       tag,
-      createdAt: new Date().toISOString(),
-      forkdVersion: FORKD_VERSION,
-      agentProtocol: AGENT_PROTOCOL_VERSION,
-      qemuVersion: qemuVersionString(facts.qemu),
-      accel: facts.accel.accel,
-      layout,
-      kernelCmdline: cmdline,
-      image: { name: image.name, id: image.id, hasPython: image.hasPython, pythonPreload },
-      files,
-      warmup: opts.warmup,
-      parentTag: null,
-      branchedFrom: null,
-    };
-    // After the chmod/chown above: the first fork need not hash memory.bin again.
-    await recordMemoryVerified(staging, files[SNAPSHOT_FILES.memory]!.sha256);
-    await writeFile(join(staging, SNAPSHOT_FILES.meta), `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o644 });
-    await fsyncFile(join(staging, SNAPSHOT_FILES.meta));
-    if (await exists(finalDir))
-      throw new ForkdError('already_exists', `snapshot ${tag} appeared while this one was being built`);
-    await rename(staging, finalDir);
+      meta: {
+        formatVersion: SNAPSHOT_FORMAT_VERSION,
+        tag,
+        createdAt: new Date().toISOString(),
+        forkdVersion: FORKD_VERSION,
+        agentProtocol: AGENT_PROTOCOL_VERSION,
+        qemuVersion: qemuVersionString(facts.qemu),
+        accel: facts.accel.accel,
+        layout,
+        kernelCmdline: cmdline,
+        image: { name: image.name, id: image.id, hasPython: image.hasPython, pythonPreload },
+        files: {},
+        warmup: opts.warmup,
+        parentTag: null,
+        branchedFrom: null,
+      },
+      hash: [SNAPSHOT_FILES.memory, SNAPSHOT_FILES.vmstate, ...imageFiles],
+      raceNote: 'while this one was being built',
+    });
     teardown.release();
     progress(`snapshot ${tag} saved`);
-    return meta;
+    return meta!;
   } catch (err) {
     // A build failing on a full disk said only what broke first: with the data dir on a full
     // tmpfs the parent's guest RAM (memory.bin) could not be backed and the build read "did not

@@ -22,9 +22,13 @@ export async function linkOrCopy(from: string, to: string): Promise<void> {
   }
 }
 
-/** fsync a file's data, so a later rename publishes complete contents. */
+/**
+ * fsync a file's data, so a later rename publishes complete contents. Read-only: Linux syncs
+ * through any descriptor, and a file the caller may not write (immutable, read-only mode) can
+ * still be made durable.
+ */
 export async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r+');
+  const fh = await open(path, 'r');
   try {
     await fh.sync();
   } finally {

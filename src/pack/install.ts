@@ -1,24 +1,20 @@
 // Where an unpacked snapshot goes and how it gets there. Before extraction: which tags are
 // new, replaced (--force) or already present (an identical ancestor is kept), and whether each
 // snapshot can restore on this host. After verification: snapshot.json cross-checked with the
-// manifest, retagged if asked, memory.bin given the owner and mode children need, and the dir
-// renamed into place (a replaced snapshot is renamed aside first, then deleted).
-import { randomBytes } from 'node:crypto';
-import { chmod, chown, lstat, rename, rm, writeFile } from 'node:fs/promises';
+// manifest, retagged if asked, then published by core's publishSnapshot (memory.bin given the
+// owner and mode children need, the dir renamed into place; a replaced snapshot is renamed
+// aside first, then deleted).
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoOf, ForkdError, messageOf } from '../lib/errors.js';
+import { ForkdError } from '../lib/errors.js';
 import { fsyncFile } from '../lib/fsutil.js';
 import { sha256File } from '../lib/hash.js';
 import type { CoreContext } from '../core/context.js';
 import { qemuVersionString } from '../core/host-facts.js';
 import { SNAPSHOT_FILES, type DataPaths } from '../core/paths.js';
 import { liveRunRecords } from '../core/run-dir.js';
-import {
-  compatibilityProblems,
-  readSnapshotMeta,
-  recordMemoryVerified,
-  type SnapshotMeta,
-} from '../core/snapshot-meta.js';
+import { nameExists, publishSnapshot } from '../core/snapshot-publish.js';
+import { compatibilityProblems, readSnapshotMeta, type SnapshotMeta } from '../core/snapshot-meta.js';
 import type { PackedSnapshot, PackManifest } from './manifest.js';
 
 export interface InstallItem {
@@ -95,7 +91,7 @@ async function actionFor(
  * Make a verified staged dir ready to publish: its snapshot.json must agree with the manifest
  * (what a fork reads is what was checked), retagged when stored under another tag.
  */
-export async function prepareStaged(ctx: CoreContext, dir: string, item: InstallItem): Promise<void> {
+export async function prepareStaged(dir: string, item: InstallItem): Promise<void> {
   const { packed, target } = item;
   const meta = await readSnapshotMeta(dir, packed.tag);
   const differs = (what: string): ForkdError =>
@@ -122,64 +118,21 @@ export async function prepareStaged(ctx: CoreContext, dir: string, item: Install
     await writeFile(path, `${JSON.stringify({ ...meta, tag: target }, null, 2)}\n`, { mode: 0o644, flag: 'wx' });
     await fsyncFile(path);
   }
-  // As snapshot-create.ts leaves it: QEMU < 8.2 opens the backing file read-write even for a
-  // private (CoW) mapping, so the VM user keeps write permission through its group.
-  const memPath = join(dir, SNAPSHOT_FILES.memory);
-  await chown(memPath, 0, ctx.facts.vmUser?.gid ?? 0).catch((err: unknown) =>
-    ctx.logger.warn('cannot give memory.bin to the VM group; restoring this snapshot may fail', {
-      path: memPath,
-      error: messageOf(err),
-    }),
-  );
-  await chmod(memPath, ctx.facts.readonlyPrivateMem ? 0o640 : 0o660);
-  // Its sha256 was checked as it streamed in (and equals snapshot.json's, checked above).
-  await recordMemoryVerified(dir, meta.files[SNAPSHOT_FILES.memory]!.sha256);
-  await chmod(dir, 0o755);
 }
 
-/** Rename a prepared dir into place. 'replace': the old dir is renamed aside, then deleted. */
-export async function publish(paths: DataPaths, staged: string, item: InstallItem): Promise<void> {
-  const final = paths.snapshotDir(item.target);
+/**
+ * Publish a prepared dir (snapshot-publish.ts: owner and mode of memory.bin, rename; its
+ * snapshot.json was verified by prepareStaged). 'replace': the old dir is renamed aside, then
+ * deleted; 'keep': nothing to do.
+ */
+export async function publish(ctx: CoreContext, staged: string, item: InstallItem): Promise<void> {
   if (item.action === 'keep') return;
-  let trash: string | undefined;
-  if (item.action === 'replace') {
-    trash = join(paths.snapshotsDir, `.trash-${item.target}-${randomBytes(4).toString('hex')}`);
-    await rename(final, trash).catch((err: unknown) => {
-      if (errnoOf(err) !== 'ENOENT') throw err;
-      trash = undefined;
-    });
-  } else if (await nameExists(final)) {
-    throw new ForkdError('already_exists', appeared(item.target));
-  }
-  try {
-    await rename(staged, final);
-  } catch (err) {
-    // Put the replaced snapshot back; if even that fails, say where it is rather than lose it quietly.
-    const kept = trash === undefined ? '' : await putBack(trash, final);
-    if (errnoOf(err) === 'ENOTEMPTY' || errnoOf(err) === 'EEXIST')
-      throw new ForkdError('already_exists', `${appeared(item.target)}${kept}`, { cause: err });
-    if (kept)
-      throw new ForkdError('host_error', `cannot move ${staged} to ${final}: ${messageOf(err)}${kept}`, { cause: err });
-    throw err;
-  }
-  if (trash) await rm(trash, { recursive: true, force: true });
-}
-
-const appeared = (tag: string): string => `snapshot ${tag} appeared while the pack was being unpacked`;
-
-/** Renames the replaced snapshot back: '' when that worked, else a clause saying where it stays. */
-async function putBack(trash: string, final: string): Promise<string> {
-  try {
-    await rename(trash, final);
-    return '';
-  } catch (err) {
-    return `; the replaced snapshot could not be put back (${messageOf(err)}) and is in ${trash}`;
-  }
-}
-
-/** lstat, not stat: a name taken by anything (even a dangling symlink) is taken. A failing lstat means free. */
-async function nameExists(path: string): Promise<boolean> {
-  return (await lstat(path).catch(() => undefined)) !== undefined;
+  await publishSnapshot(ctx, {
+    staging: staged,
+    tag: item.target,
+    replace: item.action === 'replace',
+    raceNote: 'while the pack was being unpacked',
+  });
 }
 
 function sameDigests(a: SnapshotMeta['files'], b: SnapshotMeta['files']): boolean {

@@ -71,8 +71,8 @@ export async function unpackFile(ctx: CoreContext, opts: UnpackOptions): Promise
     await reader.finish();
     await Promise.all([zstd.exited, fed]);
     // Everything verified. Ancestors go in first, so a snapshot never appears before its parent.
-    for (const item of plan) await prepareStaged(ctx, join(temp, item.packed.tag), item);
-    for (const item of [...plan].reverse()) await publish(ctx.paths, join(temp, item.packed.tag), item);
+    for (const item of plan) await prepareStaged(join(temp, item.packed.tag), item);
+    for (const item of [...plan].reverse()) await publish(ctx, join(temp, item.packed.tag), item);
     return {
       manifest,
       totalBytes,

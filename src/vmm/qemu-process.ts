@@ -1,13 +1,14 @@
-// The one module that owns QEMU's process life. QEMU starts already as the unprivileged VM
-// user (spawn uid/gid: `-runas` would need setuid, which `elevateprivileges=deny` kills),
-// detached in its own process group, with exactly the file descriptors we pass (stdio plus
-// an optional migration fd 3; Node opens everything else close-on-exec).
-// Stop = QMP quit, then SIGTERM, then SIGKILL, each with a bounded wait.
+// A QEMU this process spawned (a re-adopted one is `AdoptedQemu`; both stop through
+// `QemuHandle.dispose`). QEMU starts already as the unprivileged VM user (spawn uid/gid:
+// `-runas` would need setuid, which `elevateprivileges=deny` kills), detached in its own
+// process group, with exactly the file descriptors we pass (stdio plus an optional migration
+// fd 3; Node opens everything else close-on-exec).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { ForkdError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { silentLogger } from '../lib/log.js';
+import { QemuHandle } from './qemu-handle.js';
 
 const STDERR_TAIL_BYTES = 8192;
 
@@ -26,19 +27,20 @@ export interface SpawnQemuOptions {
   wrapper?: string[];
 }
 
-export class QemuProcess {
+export class QemuProcess extends QemuHandle {
   readonly pid: number;
   readonly #consoleLog: string;
-  readonly #logger: Logger;
+  protected readonly logger: Logger;
   #stderrTail = '';
   #exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   #exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
   private constructor(child: ChildProcess, consoleLog: string, logger: Logger) {
+    super();
     if (child.pid === undefined) throw new ForkdError('vmm_error', 'QEMU did not start (no pid)');
     this.pid = child.pid;
     this.#consoleLog = consoleLog;
-    this.#logger = logger;
+    this.logger = logger;
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       this.#stderrTail = (this.#stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
@@ -70,7 +72,10 @@ export class QemuProcess {
     });
     const proc = new QemuProcess(child, opts.consoleLog, opts.logger ?? silentLogger);
     if (opts.oomScoreAdj !== undefined) {
-      await writeFile(`/proc/${proc.pid}/oom_score_adj`, String(opts.oomScoreAdj)).catch(() => undefined);
+      // Not fatal (the sandbox runs either way), but the OOM killer may then pick the daemon first.
+      await writeFile(`/proc/${proc.pid}/oom_score_adj`, String(opts.oomScoreAdj)).catch((err: unknown) =>
+        proc.logger.warn('cannot set oom_score_adj of qemu', { pid: proc.pid, error: String(err) }),
+      );
     }
     return proc;
   }
@@ -116,39 +121,14 @@ export class QemuProcess {
     return parts.join('\n');
   }
 
-  /** Send a signal to QEMU's whole process group (it is detached in its own). */
-  signal(sig: NodeJS.Signals): void {
-    if (this.#exited) return;
-    try {
-      process.kill(-this.pid, sig);
-    } catch {
-      try {
-        process.kill(this.pid, sig);
-      } catch {
-        /* already gone */
-      }
-    }
+  protected stillOurs(): Promise<boolean> {
+    // Once Node has seen the exit the pid is reaped and may name another process.
+    return Promise.resolve(this.#exited === undefined);
   }
 
-  /**
-   * Stop QEMU: `gracefulQuit` (usually QMP quit) first, then SIGTERM, then SIGKILL.
-   * Idempotent; resolves once the process has exited.
-   */
-  async stop(gracefulQuit?: () => Promise<unknown>, graceMs = 2000): Promise<void> {
-    if (this.#exited) return;
-    if (gracefulQuit) {
-      await Promise.race([gracefulQuit().catch(() => undefined), delay(graceMs)]);
-      if (await this.#exitedWithin(graceMs)) return;
-    }
-    this.signal('SIGTERM');
-    if (await this.#exitedWithin(graceMs)) return;
-    this.#logger.warn('qemu ignored SIGTERM; sending SIGKILL', { pid: this.pid });
-    this.signal('SIGKILL');
-    await this.#exit;
-  }
-
-  async #exitedWithin(ms: number): Promise<boolean> {
+  protected async goneWithin(ms: number): Promise<boolean> {
     if (this.#exited) return true;
+    if (ms <= 0) return false;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), ms);
@@ -166,10 +146,6 @@ function stripAnsi(text: string): string {
     .split(esc)
     .map((part, i) => (i === 0 ? part : part.replace(/^\[[0-9;?]*[A-Za-z]/, '')))
     .join('');
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 function indent(text: string): string {

@@ -26,7 +26,7 @@ export class Vm {
   readonly process: QemuProcess;
   readonly qmp: QmpClient;
   readonly spec: QemuSpec;
-  #disposed = false;
+  #disposed: Promise<void> | undefined;
 
   private constructor(proc: QemuProcess, qmp: QmpClient, spec: QemuSpec) {
     this.process = proc;
@@ -57,7 +57,7 @@ export class Vm {
       const qmp = await connectQmpWhenReady(proc, opts.spec.qmpSocket, opts.timeoutMs ?? 10_000);
       return new Vm(proc, qmp, opts.spec);
     } catch (err) {
-      await proc.stop(undefined, 500);
+      await proc.dispose({ graceMs: 500 });
       throw await withDiagnostics(proc, err, 'QEMU did not come up');
     }
   }
@@ -157,14 +157,21 @@ export class Vm {
     }
   }
 
-  /** Stop QEMU (QMP quit, then SIGTERM, then SIGKILL). Idempotent. */
-  async kill(graceMs = 2000): Promise<void> {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    await this.process.stop(async () => {
-      if (!this.qmp.closed) await this.qmp.execute('quit', undefined, { timeoutMs: graceMs }).catch(() => undefined);
-    }, graceMs);
-    this.qmp.close();
+  /**
+   * Stop QEMU (QMP quit, then SIGTERM, then SIGKILL) and close QMP. Idempotent: every caller,
+   * concurrent or later, resolves only once QEMU is gone (see QemuHandle.dispose).
+   */
+  dispose(graceMs = 2000): Promise<void> {
+    this.#disposed ??= (async () => {
+      await this.process.dispose({
+        graceful: async () => {
+          if (!this.qmp.closed) await this.qmp.execute('quit', undefined, { timeoutMs: graceMs });
+        },
+        graceMs,
+      });
+      this.qmp.close();
+    })();
+    return this.#disposed;
   }
 }
 

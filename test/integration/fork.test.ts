@@ -2,6 +2,7 @@
 // writable children sharing memory, teardown leaving nothing, and damaged snapshots refused.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { cp, rm, truncate, open, writeFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createSnapshot } from '../../src/core/snapshot-create.js';
@@ -88,6 +89,28 @@ describe('snapshot and copy-on-write fork', () => {
     } finally {
       await disposeAll(later.children);
     }
+  });
+
+  test('dispose() from several callers at once: each returns only after QEMU is gone', async () => {
+    const { children, failures } = await forkChildren(core, { tag, n: 1 });
+    assert.deepEqual(failures, []);
+    const child = children[0]!;
+    const pid = child.pid;
+    // The daemon's DELETE, a shutdown and a teardown stack can all stop one sandbox at once.
+    const callers = [
+      child.dispose(),
+      child.vm.dispose(),
+      child.vm.process.dispose(),
+      child.dispose(),
+      child.vm.dispose(),
+    ];
+    const procEntryOnReturn = await Promise.all(callers.map((p) => p.then(() => existsSync(`/proc/${pid}`))));
+    assert.deepEqual(
+      procEntryOnReturn,
+      [false, false, false, false, false],
+      `qemu ${pid} gone before any caller returned`,
+    );
+    assert.deepEqual(await ourQemuProcesses(), []);
   });
 
   async function damagedCopy(damage: (dir: string) => Promise<void>): Promise<string> {

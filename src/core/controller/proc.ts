@@ -1,55 +1,8 @@
-// Acting on a QEMU process the daemon may not have started itself (re-adopted after a
-// restart). Node has no pidfd: liveness is read from /proc/<pid>/stat, and a pid counts as
-// ours only while its command line names our run dir (pid reuse must never make us signal a
-// stranger).
+// Finding QEMU processes the daemon may not have started itself (re-adopted after a restart,
+// or orphans of a daemon that died) by their command line. Stopping them is src/vmm's job
+// (`AdoptedQemu`): nothing here sends a signal.
 import { readdir, readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { processAlive, processUsesDir } from '../../host/proc-stat.js';
-
-/** Signal a detached QEMU's process group (it leads its own), falling back to the pid. */
-export function signalGroup(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      /* already gone */
-    }
-  }
-}
-
-/** Wait until the pid is gone (or a zombie), polling; false if it is still there at the deadline. */
-export async function waitGone(pid: number, timeoutMs: number): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (!(await processAlive(pid))) return true;
-    if (Date.now() >= end) return false;
-    await sleep(20);
-  }
-}
-
-/**
- * Stop a QEMU we do not hold as a child: optional graceful step, then SIGTERM, then SIGKILL,
- * each bounded. Re-checks that the pid still runs from `dir` before every signal.
- */
-export async function stopForeignQemu(
-  pid: number,
-  dir: string,
-  opts: { graceful?: () => Promise<unknown>; graceMs?: number } = {},
-): Promise<void> {
-  const graceMs = opts.graceMs ?? 1000;
-  if (!(await processUsesDir(pid, dir))) return;
-  if (opts.graceful) {
-    await Promise.race([opts.graceful().catch(() => undefined), sleep(graceMs)]);
-    if (await waitGone(pid, graceMs)) return;
-  }
-  for (const sig of ['SIGTERM', 'SIGKILL'] as const) {
-    if (!(await processUsesDir(pid, dir))) return;
-    signalGroup(pid, sig);
-    if (await waitGone(pid, sig === 'SIGTERM' ? graceMs : 5000)) return;
-  }
-}
+import { processAlive } from '../../host/proc-stat.js';
 
 /** Pids of live processes whose command line contains `needle` (e.g. a staging dir). */
 export async function processesUsing(needle: string): Promise<number[]> {

@@ -6,14 +6,14 @@
 import { join } from 'node:path';
 import { ForkdError, messageOf } from '../../lib/errors.js';
 import { AgentClient } from '../../agent/client.js';
+import { AdoptedQemu } from '../../vmm/adopted-qemu.js';
 import { QmpClient } from '../../vmm/qmp.js';
 import type { CoreContext } from '../context.js';
 import { RUN_FILES } from '../paths.js';
-import { readRunRecord, removeRunDir } from '../run-dir.js';
-import { releaseIsolation } from '../isolation.js';
+import { readRunRecord } from '../run-dir.js';
+import { releaseSandboxHost } from '../sandbox-release.js';
 import type { LiveSandbox } from './live.js';
-import { processAlive, processUsesDir } from '../../host/proc-stat.js';
-import { stopForeignQemu } from './proc.js';
+import { processUsesDir } from '../../host/proc-stat.js';
 
 const WATCH_INTERVAL_MS = 500;
 
@@ -32,8 +32,9 @@ export async function reattachSandbox(
   const dir = ctx.paths.runDir(id);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const pid = await liveRunPid(ctx, id);
-  if (pid === undefined) throw new ForkdError('not_found', `sandbox ${id}: no live QEMU runs from ${dir}`);
   const logger = ctx.logger.child({ sandbox: id });
+  const qemu = pid === undefined ? undefined : await AdoptedQemu.adopt(pid, dir, { logger });
+  if (qemu === undefined) throw new ForkdError('not_found', `sandbox ${id}: no live QEMU runs from ${dir}`);
   let qmp: QmpClient | undefined;
   try {
     qmp = await QmpClient.connect(join(dir, RUN_FILES.qmp), { timeoutMs });
@@ -41,10 +42,10 @@ export async function reattachSandbox(
     if (!status.running) throw new ForkdError('invalid_state', `sandbox ${id}: QEMU is ${status.status}, not running`);
     const agent = await AgentClient.connect(join(dir, RUN_FILES.agent), { timeoutMs, logger });
     await agent.ping({ timeoutMs });
-    return new AdoptedSandbox(ctx, id, pid, dir, qmp, agent, opts.network ?? false);
+    return new AdoptedSandbox(ctx, id, qemu, qmp, agent, opts.network ?? false);
   } catch (err) {
     qmp?.close();
-    throw new ForkdError('vmm_error', `sandbox ${id}: cannot re-attach to QEMU ${pid}: ${messageOf(err)}`, {
+    throw new ForkdError('vmm_error', `sandbox ${id}: cannot re-attach to QEMU ${qemu.pid}: ${messageOf(err)}`, {
       cause: err,
     });
   }
@@ -59,8 +60,8 @@ class AdoptedSandbox implements LiveSandbox {
   constructor(
     private readonly ctx: CoreContext,
     readonly id: string,
-    readonly pid: number,
-    private readonly dir: string,
+    /** Stopped through the same `dispose()` as a QEMU this daemon spawned. */
+    private readonly qemu: AdoptedQemu,
     readonly qmp: QmpClient,
     readonly agent: AgentClient,
     /** Whether it runs in its own network namespace (its cgroup is found by id either way). */
@@ -73,10 +74,14 @@ class AdoptedSandbox implements LiveSandbox {
     qmp.events.once('close', () => void this.#check());
   }
 
+  get pid(): number {
+    return this.qemu.pid;
+  }
+
   async #check(): Promise<void> {
-    if (await processAlive(this.pid)) return;
+    if (await this.qemu.alive()) return;
     this.#stopWatching();
-    const { oom } = await releaseIsolation(this.id, { network: this.network });
+    const { oom } = await releaseSandboxHost(this.ctx, this.id, { network: this.network });
     this.#resolveExit(oom ? 'oom' : 'qemu exited (not a child of this daemon: exit status unknown)');
   }
 
@@ -89,14 +94,14 @@ class AdoptedSandbox implements LiveSandbox {
     this.#killed ??= (async () => {
       this.#stopWatching();
       this.agent.close();
-      await stopForeignQemu(this.pid, this.dir, {
+      await this.qemu.dispose({
         graceful: async () => {
           if (!this.qmp.closed) await this.qmp.execute('quit', undefined, { timeoutMs: 1000 });
         },
+        graceMs: 1000,
       });
       this.qmp.close();
-      await releaseIsolation(this.id, { network: this.network });
-      await removeRunDir(this.ctx.paths, this.id);
+      await releaseSandboxHost(this.ctx, this.id, { network: this.network });
       this.#resolveExit('killed');
     })();
     return this.#killed;

@@ -16,11 +16,12 @@ import { messageOf } from '../../lib/errors.js';
 import { isSandboxId } from '../../lib/ids.js';
 import type { CoreContext } from '../context.js';
 import { PENDING_RUN_DIR_PREFIX, readRunRecord, removeRunDir, runDirOwner } from '../run-dir.js';
-import { releaseIsolation } from '../isolation.js';
+import { releaseSandboxHost } from '../sandbox-release.js';
 import type { StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
 import { identityAlive, processAlive } from '../../host/proc-stat.js';
-import { commandLines, processesUsing, stopForeignQemu } from './proc.js';
+import { stopAdoptedQemu } from '../../vmm/adopted-qemu.js';
+import { commandLines, processesUsing } from './proc.js';
 import { mapWithConcurrency } from '../fork.js';
 import { liveRunPid, reattachSandbox } from './reattach.js';
 import { DELETING, type SandboxManager } from './sandboxes.js';
@@ -64,8 +65,7 @@ export async function reconcile(
     const row = running[i]!;
     const pid = await liveRunPid(ctx, row.id);
     if (pid === undefined) {
-      const { oom } = await releaseIsolation(row.id, { network: row.perChildNetns });
-      await removeRunDir(ctx.paths, row.id);
+      const { oom } = await releaseSandboxHost(ctx, row.id, { network: row.perChildNetns });
       return fail(row.id, row.snapshotTag, oom ? 'oom' : 'qemu exited while the daemon was not running');
     }
     try {
@@ -75,9 +75,8 @@ export async function reconcile(
       report.adopted.push(row.id);
       hooks.event({ event: 'sandbox.adopted', sandboxId: row.id, snapshotTag: row.snapshotTag });
     } catch (err) {
-      await stopForeignQemu(pid, ctx.paths.runDir(row.id));
-      await releaseIsolation(row.id, { network: row.perChildNetns });
-      await removeRunDir(ctx.paths, row.id);
+      await stopAdoptedQemu(pid, ctx.paths.runDir(row.id));
+      await releaseSandboxHost(ctx, row.id, { network: row.perChildNetns });
       fail(row.id, row.snapshotTag, `could not re-attach after a daemon restart: ${messageOf(err).split('\n')[0]}`);
     }
   });
@@ -88,11 +87,10 @@ export async function reconcile(
     const dir = ctx.paths.runDir(row.id);
     for (const [pid, cmdline] of qemus) {
       if (!cmdline.includes(`${dir}/`)) continue;
-      await stopForeignQemu(pid, dir);
+      await stopAdoptedQemu(pid, dir);
       report.orphansKilled.push(row.id);
     }
-    await releaseIsolation(row.id, { network: row.perChildNetns });
-    await removeRunDir(ctx.paths, row.id);
+    await releaseSandboxHost(ctx, row.id, { network: row.perChildNetns });
     if (row.state === 'stopped' || row.state === 'failed') continue;
     if (row.state === 'creating')
       fail(row.id, row.snapshotTag, 'the daemon stopped while the sandbox was being created');
@@ -167,7 +165,7 @@ async function abandonBuilds(ctx: CoreContext, store: StateStore, hooks: Control
     for (const pid of await processesUsing(stagingPrefix)) {
       const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
       const runId = new RegExp(`${escapeRegExp(ctx.paths.runRoot)}/(sb-[a-z2-7]{16})/`).exec(cmdline)?.[1];
-      await stopForeignQemu(pid, stagingPrefix);
+      await stopAdoptedQemu(pid, stagingPrefix);
       if (runId) await removeRunDir(ctx.paths, runId);
     }
     for (const name of await readdir(ctx.paths.snapshotsDir).catch(() => [] as string[])) {

@@ -9,8 +9,7 @@ import { ForkdError, messageOf } from '../../lib/errors.js';
 import { assertSandboxId, newSandboxId } from '../../lib/ids.js';
 import { assertTag } from '../../lib/tag.js';
 import type { CoreContext } from '../context.js';
-import { defaultRestoreConcurrency, mapWithConcurrency } from '../fork.js';
-import { restoreChild } from '../sandbox.js';
+import { defaultRestoreConcurrency, restoreMany } from '../fork.js';
 import { validateIsolationOptions, type IsolationOptions } from '../isolation.js';
 import { assertFeatures, featuresAsked, type HostCapabilities } from '../../host/capabilities.js';
 import { DEFAULT_EGRESS, type EgressPolicy } from '../../host/nftables.js';
@@ -170,15 +169,18 @@ export class SandboxManager {
         reason: null,
       })),
     );
-    const settled = await mapWithConcurrency(req.n, defaultRestoreConcurrency(), async (i) => {
-      const id = ids[i]!;
-      const sandbox = await this.#restores.use(() =>
-        restoreChild(this.ctx, snap, { id, ...(isolation ? { isolation } : {}) }),
-      );
-      this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
-      this.store.updateSandbox(id, { state: 'running', pid: sandbox.pid });
-      this.#adopt(liveFromSandbox(sandbox), req.requestId);
-      this.hooks.event({ event: 'sandbox.created', sandboxId: id, snapshotTag: tag, requestId: req.requestId });
+    const settled = await restoreMany(this.ctx, snap, {
+      n: req.n,
+      id: (i) => ids[i]!,
+      isolation,
+      gate: (restore) => this.#restores.use(restore),
+      onReady: (sandbox, i) => {
+        const id = ids[i]!;
+        this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
+        this.store.updateSandbox(id, { state: 'running', pid: sandbox.pid });
+        this.#adopt(liveFromSandbox(sandbox), req.requestId);
+        this.hooks.event({ event: 'sandbox.created', sandboxId: id, snapshotTag: tag, requestId: req.requestId });
+      },
     });
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') return;

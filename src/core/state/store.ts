@@ -8,6 +8,7 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ForkdError, messageOf } from '../../lib/errors.js';
 import type { EgressPolicy } from '../../host/nftables.js';
+import { assertTransition } from './transitions.js';
 
 export const SANDBOX_STATES = ['creating', 'running', 'stopping', 'stopped', 'failed'] as const;
 export type SandboxState = (typeof SANDBOX_STATES)[number];
@@ -226,6 +227,7 @@ export class StateStore {
   updateSandbox(id: string, patch: { state?: SandboxState; pid?: number | null; reason?: string | null }): void {
     const current = this.getSandbox(id);
     if (!current) return;
+    if (patch.state !== undefined) assertTransition(id, current.state, patch.state);
     this.db
       .prepare('UPDATE sandboxes SET state = ?, pid = ?, reason = ?, updated_at = ? WHERE id = ?')
       .run(
