@@ -44,6 +44,8 @@ export interface Cluster {
   nodeUp(i: number, name: string, up: boolean): Promise<boolean>;
   /** Starts node `i` again on its address, port and data dir (after a kill). */
   restartHost(i: number): Promise<ClusterHost>;
+  /** Stops gateway `i` and starts a new one with the same arguments (nothing carried over). */
+  restartGateway(i: number): Promise<DaemonProcess>;
   stop(): Promise<void>;
 }
 
@@ -129,36 +131,37 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       for (const f of await readdir(src)) await link(join(src, f), join(img, f));
       hosts.push(await startHost(name, places[i]!.address, places[i]!.prefix, dataDir));
     }
-    for (let i = 0; i < opts.gateways; i++)
-      gateways.push(
-        await startDaemon([
-          'gateway',
-          '--bind',
-          '127.0.0.1:0',
-          '--nodes',
-          hosts.map((h) => h.url).join(','),
-          // The test certificate names localhost: check the nodes' against that name.
-          '--node-ca',
-          tls.cert,
-          '--node-servername',
-          'localhost',
-          '--token-file',
-          tokenFile,
-          '--audit-log',
-          join(root, `gateway-${i}.audit.log`),
-          '--health-interval-ms',
-          String(opts.health.intervalMs),
-          '--health-timeout-ms',
-          String(opts.health.timeoutMs),
-          '--down-after',
-          String(opts.health.downAfter),
-          '--placement-k',
-          String(opts.placementK),
-        ]),
-      );
+    for (let i = 0; i < opts.gateways; i++) gateways.push(await startGateway(i));
   } catch (err) {
     await stop().catch(() => undefined); // the start-up error is the one to report
     throw err;
+  }
+
+  async function startGateway(i: number): Promise<DaemonProcess> {
+    return startDaemon([
+      'gateway',
+      '--bind',
+      '127.0.0.1:0',
+      '--nodes',
+      hosts.map((h) => h.url).join(','),
+      // The test certificate names localhost: check the nodes' against that name.
+      '--node-ca',
+      tls.cert,
+      '--node-servername',
+      'localhost',
+      '--token-file',
+      tokenFile,
+      '--audit-log',
+      join(root, `gateway-${i}.audit.log`),
+      '--health-interval-ms',
+      String(opts.health.intervalMs),
+      '--health-timeout-ms',
+      String(opts.health.timeoutMs),
+      '--down-after',
+      String(opts.health.downAfter),
+      '--placement-k',
+      String(opts.placementK),
+    ]);
   }
 
   return {
@@ -170,6 +173,11 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     gw,
     nodeUp: async (i, name, up) =>
       (await gw(i, 'GET', '/metrics')).text.includes(`forkd_gateway_node_up{node="${name}"} ${up ? 1 : 0}`),
+    restartGateway: async (i) => {
+      await gateways[i]!.stop();
+      gateways[i] = await startGateway(i);
+      return gateways[i];
+    },
     restartHost: async (i) => {
       const h = hosts[i]!;
       hosts[i] = await startHost(h.name, h.address, h.prefix, h.dataDir, h.port);

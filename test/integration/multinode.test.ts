@@ -6,6 +6,7 @@
 //     gateway moves the snapshot (verified pack) to node-2 and node-3 and fills them: 2 each;
 //     4 more rounds of 6 (deleted in between, alternating gateways) spread the same: 30 spawns;
 //   - exec through either gateway reaches the right guest (it answers its own id as hostname);
+//   - a restarted gateway (a new process, nothing carried over) routes them the same;
 //   - kill -9 of node-3: both gateways mark it down within the stated bound, list its
 //     sandboxes as lost, and new spawns go to the two nodes left;
 //   - node-3 restarted re-adopts its sandboxes (they outlived the daemon) and they are deleted;
@@ -128,6 +129,23 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     if (skipReason) return t.skip(skipReason);
     for (const [i, s] of spawned.entries()) {
       const r = await gw(i % 2, 'POST', `/v1/sandboxes/${s.id}/exec`, { cmd: 'hostname' });
+      assert.equal(r.status, 200, r.text);
+      assert.equal((r.json as { stdout: string }).stdout.trim(), s.id);
+      assert.equal(r.headers['x-forkd-node'], s.node);
+    }
+  });
+
+  void it('a restarted gateway routes the existing sandboxes by id alone, no state carried over', async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    await cluster!.restartGateway(0);
+    const t0 = Date.now();
+    for (const name of ['node-1', 'node-2', 'node-3'])
+      while (!(await nodeUp(0, name, true))) {
+        assert.ok(Date.now() - t0 < DETECT_BOUND_MS + 10_000, `the new gateway does not see ${name} up`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    for (const s of spawned) {
+      const r = await gw(0, 'POST', `/v1/sandboxes/${s.id}/exec`, { cmd: 'hostname' });
       assert.equal(r.status, 200, r.text);
       assert.equal((r.json as { stdout: string }).stdout.trim(), s.id);
       assert.equal(r.headers['x-forkd-node'], s.node);
