@@ -21,10 +21,10 @@ import {
   type DaemonProcess,
 } from '../helpers/controller.js';
 import { ensureImage, TEST_DATA_DIR, uniqueTag } from '../helpers/env.js';
+import { diskFiller } from '../helpers/disk-fill.js';
 
 const pexec = promisify(execFile);
 const TMPFS_SIZE = '1000M';
-const MiB = 1024 * 1024;
 
 describe('BRANCH on a nearly full data dir', () => {
   let root: string;
@@ -67,25 +67,7 @@ describe('BRANCH on a nearly full data dir', () => {
   });
 
   let id: string;
-  const fillers: string[] = [];
-  /** Fill the tmpfs in 16 MiB files until it is full (racing writers welcome), then free `leaveMiB`. */
-  const fillTo = async (leaveMiB: number): Promise<void> => {
-    for (let i = fillers.length; ; i++) {
-      const f = join(dataDir, `filler-${i}`);
-      try {
-        await pexec('fallocate', ['-l', String(16 * MiB), f]);
-        fillers.push(f);
-      } catch {
-        await rm(f, { force: true });
-        break;
-      }
-    }
-    for (let freed = 0; freed < leaveMiB && fillers.length > 0; freed += 16) await rm(fillers.pop()!);
-  };
-  const unfill = async (): Promise<void> => {
-    while (fillers.length > 0) await rm(fillers.pop()!);
-  };
-  const df = async (): Promise<string> => (await pexec('df', ['-m', dataDir])).stdout.trim().split('\n')[1]!;
+  const { fillTo, unfill, df } = diskFiller(() => dataDir, 16);
   const alive = async (): Promise<void> => {
     const exec = await call('POST', `/v1/sandboxes/${id}/exec`, { cmd: 'echo alive' });
     assert.equal(exec.status, 200, exec.text);

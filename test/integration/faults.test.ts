@@ -11,20 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import {
-  access,
-  chmod,
-  copyFile,
-  link,
-  mkdir,
-  mkdtemp,
-  open,
-  readdir,
-  readFile,
-  rm,
-  stat,
-  writeFile,
-} from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { request as httpRequest } from 'node:http';
@@ -42,6 +29,8 @@ import {
   type DaemonProcess,
 } from '../helpers/controller.js';
 import { ensureImage, TEST_DATA_DIR, uniqueTag } from '../helpers/env.js';
+import { diskFiller } from '../helpers/disk-fill.js';
+import { exists } from '../../src/lib/fsutil.js';
 import { processAlive as alive } from '../../src/host/proc-stat.js';
 import { commandLines } from '../../src/core/controller/proc.js';
 
@@ -78,12 +67,6 @@ async function ourLeaks(dataDir: string, auditLog: string): Promise<string[]> {
       [...ids].some((suffix) => l.includes(suffix.slice(4))),
   );
 }
-
-const exists = (p: string): Promise<boolean> =>
-  access(p).then(
-    () => true,
-    () => false,
-  );
 
 describe('faults: kill -9 of the daemon and of QEMU, SIGSTOP of QEMU', () => {
   let root: string;
@@ -502,25 +485,7 @@ describe('faults: the data dir fills up during a snapshot build and a pack impor
   let earlyMeta: string;
   const call = (method: string, path: string, json?: unknown): Promise<ApiResponse> =>
     api(d!.baseUrl, method, path, json === undefined ? {} : { json });
-  const fillers: string[] = [];
-  /** Fill the tmpfs with 8 MiB files until it is full, then free about `leaveMiB`. */
-  const fillTo = async (leaveMiB: number): Promise<void> => {
-    for (let i = fillers.length; ; i++) {
-      const f = join(dataDir, `filler-${i}`);
-      try {
-        await pexec('fallocate', ['-l', String(8 * MiB), f]);
-        fillers.push(f);
-      } catch {
-        await rm(f, { force: true });
-        break;
-      }
-    }
-    for (let freed = 0; freed < leaveMiB && fillers.length > 0; freed += 8) await rm(fillers.pop()!);
-  };
-  const unfill = async (): Promise<void> => {
-    while (fillers.length > 0) await rm(fillers.pop()!);
-  };
-  const df = async (): Promise<string> => (await pexec('df', ['-m', dataDir])).stdout.trim().split('\n')[1]!;
+  const { fillTo, unfill, df } = diskFiller(() => dataDir, 8);
   const snapshotEntries = async (): Promise<string[]> => (await readdir(join(dataDir, 'snapshots'))).sort();
   const waitSettled = async (t: string): Promise<SnapshotJson> => {
     for (let i = 0; ; i++) {

@@ -8,6 +8,7 @@ import { ForkdError, messageOf } from '../../lib/errors.js';
 import { AgentClient } from '../../agent/client.js';
 import { AdoptedQemu } from '../../vmm/adopted-qemu.js';
 import { QmpClient } from '../../vmm/qmp.js';
+import { ensureRunning } from '../../vmm/live-migrate.js';
 import type { CoreContext } from '../context.js';
 import { RUN_FILES } from '../paths.js';
 import { readRunRecord } from '../run-dir.js';
@@ -24,6 +25,9 @@ export async function liveRunPid(ctx: CoreContext, id: string): Promise<number |
   return typeof pid === 'number' && (await processUsesDir(pid, dir)) ? pid : undefined;
 }
 
+/** Run states a BRANCH's migration leaves a source in (paused before the copy, or done copying). */
+const BRANCH_LEFT_STATES = new Set(['paused', 'finish-migrate', 'postmigrate']);
+
 export async function reattachSandbox(
   ctx: CoreContext,
   id: string,
@@ -39,7 +43,16 @@ export async function reattachSandbox(
   try {
     qmp = await QmpClient.connect(join(dir, RUN_FILES.qmp), { timeoutMs });
     const status = await qmp.execute<{ running: boolean; status: string }>('query-status');
-    if (!status.running) throw new ForkdError('invalid_state', `sandbox ${id}: QEMU is ${status.status}, not running`);
+    if (!status.running && BRANCH_LEFT_STATES.has(status.status)) {
+      // Only a BRANCH pauses a sandbox (under TCG for its whole copy), and its previous daemon
+      // died before resuming it: the stream went with that daemon, so cancel what is left of
+      // the migration and let the guest run on.
+      await qmp.execute('migrate_cancel').catch(() => undefined); // none in flight is fine
+      await ensureRunning(qmp);
+      logger.warn('resumed a sandbox a BRANCH had paused when the previous daemon stopped', { was: status.status });
+    } else if (!status.running) {
+      throw new ForkdError('invalid_state', `sandbox ${id}: QEMU is ${status.status}, not running`);
+    }
     const agent = await AgentClient.connect(join(dir, RUN_FILES.agent), { timeoutMs, logger });
     await agent.ping({ timeoutMs });
     return new AdoptedSandbox(ctx, id, qemu, qmp, agent, opts.network ?? false);
