@@ -6,7 +6,14 @@ import { ForkdError } from '../lib/errors.js';
 import { Controller, DEFAULT_URL, type ForkdApiError } from '../sdk/index.js';
 import { numberFlag } from './args.js';
 import type { CliContext, Mode } from './command.js';
-import { DEFAULT_CALL_TIMEOUT_SECS } from './flags.js';
+import {
+  DEFAULT_CALL_TIMEOUT_SECS,
+  parseFlags,
+  rejectOtherModeFlags,
+  type FlagSpec,
+  type FlagTable,
+  type FlagValues,
+} from './flags.js';
 
 /** The rule as `forkd --help` states it (paragraphs); `chooseMode` below is its code. */
 export const MODE_RULE = [
@@ -19,6 +26,23 @@ export const MODE_RULE = [
 export function chooseMode(ctx: CliContext, values: { url?: string | undefined }): Mode {
   if (ctx.pinnedMode !== undefined) return ctx.pinnedMode;
   return loadClientConfig({ url: values.url }).url !== undefined ? 'daemon' : 'local';
+}
+
+/**
+ * A command that works in both modes: its flags, the mode they and the environment choose
+ * (`chooseMode`), and a usage error for a flag that belongs to the other mode.
+ */
+export function parseModeFlags<F extends FlagTable & { readonly url: FlagSpec }>(
+  ctx: CliContext,
+  argv: string[],
+  flags: F,
+  opts: { positionals?: boolean } = {},
+): { values: FlagValues<F>; positionals: string[]; mode: Mode } {
+  const { values, positionals } = parseFlags(argv, flags, opts);
+  const url: unknown = values.url;
+  const mode = chooseMode(ctx, { url: typeof url === 'string' ? url : undefined });
+  rejectOtherModeFlags(flags, values, mode);
+  return { values, positionals, mode };
 }
 
 export interface ClientValues {

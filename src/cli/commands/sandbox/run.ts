@@ -12,15 +12,8 @@ import { ForkdApiError, Sandbox as DaemonSandbox, type Controller, type SandboxI
 import { formatMiB, formatMs, intFlag } from '../../args.js';
 import { runInChild, runInDaemonSandbox, type ChildOutput, type ChildWork } from '../../child-work.js';
 import { EXIT_FAILURE, EXIT_OK, type CliContext, type Command } from '../../command.js';
-import { chooseMode, describeApiError, openController } from '../../daemon.js';
-import {
-  clientFlags,
-  JSON_FLAG,
-  LOCAL_DATA_DIR_FLAG,
-  parseFlags,
-  rejectOtherModeFlags,
-  type FlagValues,
-} from '../../flags.js';
+import { describeApiError, openController, parseModeFlags } from '../../daemon.js';
+import { clientFlags, JSON_FLAG, LOCAL_DATA_DIR_FLAG, type FlagValues } from '../../flags.js';
 import { openLocal, withSignalCleanup } from '../../local.js';
 import { createProgress, type Progress } from '../../progress.js';
 import { SPAWN_TIMEOUT_SECS } from './spawn.js';
@@ -68,9 +61,7 @@ export const sandboxRunCommand: Command = {
     'Exit 1 when a sandbox failed to start, a command exited non-zero or code threw. Local mode also reports per-child PSS and the host memory used.',
   ],
   async run(argv, ctx) {
-    const { values } = parseFlags(argv, FLAGS);
-    const mode = chooseMode(ctx, values);
-    rejectOtherModeFlags(FLAGS, values, mode);
+    const { values, mode } = parseModeFlags(ctx, argv, FLAGS);
     if (values.tag === undefined) throw new ForkdError('invalid_argument', '--tag is required');
     const tag = assertTag(values.tag, 'snapshot tag');
     const n = intFlag('n', values.n, 1, FORK_N_RANGE);

@@ -6,15 +6,8 @@ import { assertTag } from '../../../lib/tag.js';
 import { createSnapshot, MEM_MIB_RANGE, VCPU_RANGE } from '../../../core/snapshot-create.js';
 import { intFlag, listFlag } from '../../args.js';
 import { EXIT_OK, type CliContext, type Command } from '../../command.js';
-import { chooseMode, openController } from '../../daemon.js';
-import {
-  clientFlags,
-  JSON_FLAG,
-  LOCAL_DATA_DIR_FLAG,
-  parseFlags,
-  rejectOtherModeFlags,
-  type FlagValues,
-} from '../../flags.js';
+import { openController, parseModeFlags } from '../../daemon.js';
+import { clientFlags, JSON_FLAG, LOCAL_DATA_DIR_FLAG, type FlagValues } from '../../flags.js';
 import { openLocal } from '../../local.js';
 import { createProgress } from '../../progress.js';
 
@@ -63,9 +56,7 @@ export const snapshotCreateCommand: Command = {
   ],
   notes: ['Prints one line (local: image, RAM, vCPUs, accelerator, seconds; daemon: tag and status), or --json.'],
   async run(argv, ctx) {
-    const { values } = parseFlags(argv, FLAGS);
-    const mode = chooseMode(ctx, values);
-    rejectOtherModeFlags(FLAGS, values, mode);
+    const { values, mode } = parseModeFlags(ctx, argv, FLAGS);
     if (values.tag === undefined) throw new ForkdError('invalid_argument', '--tag is required');
     return mode === 'local' ? createHere(values, values.tag, ctx) : createInDaemon(values, values.tag, ctx);
   },

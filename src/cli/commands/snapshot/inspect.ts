@@ -7,15 +7,8 @@ import { assertTag } from '../../../lib/tag.js';
 import { DataPaths } from '../../../core/paths.js';
 import { listSnapshots } from '../../../core/snapshot-store.js';
 import { EXIT_OK, type Command } from '../../command.js';
-import { chooseMode, fieldTable, openController } from '../../daemon.js';
-import {
-  clientFlags,
-  JSON_FLAG,
-  LOCAL_DATA_DIR_FLAG,
-  parseFlags,
-  rejectOtherModeFlags,
-  type FlagValues,
-} from '../../flags.js';
+import { fieldTable, openController, parseModeFlags } from '../../daemon.js';
+import { clientFlags, JSON_FLAG, LOCAL_DATA_DIR_FLAG, type FlagValues } from '../../flags.js';
 import { localRow, parentMap } from './ls.js';
 
 const FLAGS = { json: JSON_FLAG, 'data-dir': LOCAL_DATA_DIR_FLAG, ...clientFlags() } as const;
@@ -29,9 +22,7 @@ export const snapshotInspectCommand: Command = {
   flags: FLAGS,
   examples: ['forkd snapshot inspect py', 'forkd snapshot inspect py --json --url http://127.0.0.1:8889'],
   async run(argv, ctx) {
-    const { values, positionals } = parseFlags(argv, FLAGS, { positionals: true });
-    const mode = chooseMode(ctx, values);
-    rejectOtherModeFlags(FLAGS, values, mode);
+    const { values, positionals, mode } = parseModeFlags(ctx, argv, FLAGS, { positionals: true });
     const [tag, ...extra] = positionals;
     if (tag === undefined || extra.length > 0)
       throw new ForkdError('invalid_argument', `usage: forkd ${ctx.name} TAG (one snapshot tag)`);

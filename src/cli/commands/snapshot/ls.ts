@@ -7,15 +7,8 @@ import { ancestorsOf, dependentsOf, type ParentMap } from '../../../core/lineage
 import { listSnapshots, type SnapshotListing } from '../../../core/snapshot-store.js';
 import { formatAge, formatMiB } from '../../args.js';
 import { EXIT_OK, type CliContext, type Command } from '../../command.js';
-import { chooseMode, openController, table } from '../../daemon.js';
-import {
-  clientFlags,
-  JSON_FLAG,
-  LOCAL_DATA_DIR_FLAG,
-  parseFlags,
-  rejectOtherModeFlags,
-  type FlagValues,
-} from '../../flags.js';
+import { openController, parseModeFlags, table } from '../../daemon.js';
+import { clientFlags, JSON_FLAG, LOCAL_DATA_DIR_FLAG, type FlagValues } from '../../flags.js';
 
 const FLAGS = { json: JSON_FLAG, 'data-dir': LOCAL_DATA_DIR_FLAG, ...clientFlags() } as const;
 
@@ -31,9 +24,7 @@ export const snapshotLsCommand: Command = {
     'Local: TAG IMAGE RAM LOGICAL "ON DISK" CREATED PARENT CHILDREN "IN USE" (--json: an array). Daemon: TAG STATUS IMAGE MEM DISK PARENT "IN USE" CREATED (--json: {"snapshots": [...]}).',
   ],
   async run(argv, ctx) {
-    const { values } = parseFlags(argv, FLAGS);
-    const mode = chooseMode(ctx, values);
-    rejectOtherModeFlags(FLAGS, values, mode);
+    const { values, mode } = parseModeFlags(ctx, argv, FLAGS);
     return mode === 'local' ? listHere(values, ctx) : listInDaemon(values, ctx);
   },
 };

@@ -8,15 +8,8 @@ import { DataPaths } from '../../../core/paths.js';
 import { dependentsOf, removalOrder, type ParentMap } from '../../../core/lineage.js';
 import { listSnapshots, removeSnapshot } from '../../../core/snapshot-store.js';
 import { EXIT_OK, type CliContext, type Command } from '../../command.js';
-import { chooseMode, openController } from '../../daemon.js';
-import {
-  clientFlags,
-  JSON_FLAG,
-  LOCAL_DATA_DIR_FLAG,
-  parseFlags,
-  rejectOtherModeFlags,
-  type FlagValues,
-} from '../../flags.js';
+import { openController, parseModeFlags } from '../../daemon.js';
+import { clientFlags, JSON_FLAG, LOCAL_DATA_DIR_FLAG, type FlagValues } from '../../flags.js';
 import { parentMap } from './ls.js';
 
 const FLAGS = {
@@ -39,9 +32,7 @@ export const snapshotRmCommand: Command = {
   examples: ['forkd snapshot rm py', 'forkd snapshot rm base --cascade'],
   notes: ['Prints one line per removed snapshot, children before their parents; --json: {"deleted": [tags]}.'],
   async run(argv, ctx) {
-    const { values, positionals } = parseFlags(argv, FLAGS, { positionals: true });
-    const mode = chooseMode(ctx, values);
-    rejectOtherModeFlags(FLAGS, values, mode);
+    const { values, positionals, mode } = parseModeFlags(ctx, argv, FLAGS, { positionals: true });
     if (positionals.length === 0) throw new ForkdError('invalid_argument', 'give at least one snapshot tag');
     if (values.cascade && values.force) throw new ForkdError('invalid_argument', 'give --cascade or --force, not both');
     return mode === 'local' ? removeHere(values, positionals, ctx) : removeInDaemon(values, positionals, ctx);
