@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { materializeStream } from '../src/core/branch-materialize.js';
 import type { CoreContext } from '../src/core/context.js';
+import { percentileOf } from '../src/core/fork.js';
 import { restoreChild, type Sandbox } from '../src/core/sandbox.js';
 import { SNAPSHOT_FILES } from '../src/core/paths.js';
 import { loadSnapshot } from '../src/core/snapshot-store.js';
@@ -89,10 +90,10 @@ export async function branchBench(
             mode,
             runs: opts.runs,
             pauseMs: pause,
-            pauseP50Ms: pct(pause, 0.5),
-            pauseP90Ms: pct(pause, 0.9),
-            liveP50Ms: pct(liveMs, 0.5),
-            totalP50Ms: totalMs.length ? pct(totalMs, 0.5) : NaN,
+            pauseP50Ms: percentileOf(pause, 0.5),
+            pauseP90Ms: percentileOf(pause, 0.9),
+            liveP50Ms: percentileOf(liveMs, 0.5),
+            totalP50Ms: totalMs.length ? percentileOf(totalMs, 0.5) : NaN,
             streamMiB: streamBytes / MiB,
           });
         }
@@ -138,11 +139,6 @@ async function oneRun(
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
-}
-
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN;
 }
 
 export function branchMarkdown(r: BranchBenchResult): string {

@@ -6,6 +6,7 @@
 // so the throughput rows show the gateway's overhead, not a multi-host speed-up.
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { percentileOf } from '../src/core/fork.js';
 import { startCluster, type Cluster, type ClusterHost } from '../test/helpers/cluster.js';
 
 const TOKEN = 'multinode-bench-token-0123456789abcdef';
@@ -185,9 +186,7 @@ async function pullEverywhere(cluster: Cluster): Promise<void> {
 }
 
 function pcts(xs: number[]): { p50Ms: number; p90Ms: number } {
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (p: number): number => s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? NaN;
-  return { p50Ms: at(0.5), p90Ms: at(0.9) };
+  return { p50Ms: percentileOf(xs, 0.5), p90Ms: percentileOf(xs, 0.9) };
 }
 
 export function multinodeMarkdown(r: MultinodeBenchResult): string {

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CoreContext } from '../src/core/context.js';
 import { createSnapshot } from '../src/core/snapshot-create.js';
 import { removeSnapshot } from '../src/core/snapshot-store.js';
-import { disposeAll, forkChildren, percentile } from '../src/core/fork.js';
+import { disposeAll, forkChildren, percentileOf } from '../src/core/fork.js';
 import type { Sandbox } from '../src/core/sandbox.js';
 import { processPss } from '../src/host/memory.js';
 import { processCpuMs } from '../src/host/proc-stat.js';
@@ -32,11 +32,7 @@ async function jit(c: Sandbox): Promise<{ tbs: number; flushes: number }> {
   };
 }
 
-const median = (xs: number[]): number =>
-  percentile(
-    [...xs].sort((a, b) => a - b),
-    0.5,
-  ) ?? NaN;
+const median = (xs: number[]): number => percentileOf(xs, 0.5);
 
 async function measure(core: CoreContext, tag: string, variant: string, runs: number): Promise<TuningRow> {
   const ready: number[] = [];

@@ -135,6 +135,16 @@ export function percentile(sorted: readonly number[], p: number): number | undef
   return sorted[rank];
 }
 
+/** `percentile` of values in any order; NaN when there are none (for figures in tables). */
+export function percentileOf(values: readonly number[], p: number): number {
+  return (
+    percentile(
+      [...values].sort((a, b) => a - b),
+      p,
+    ) ?? NaN
+  );
+}
+
 /** Dispose many sandboxes concurrently; never throws. */
 export async function disposeAll(children: readonly Sandbox[]): Promise<void> {
   await Promise.allSettled(children.map((c) => c.dispose()));

@@ -23,6 +23,7 @@ import {
   type DaemonProcess,
 } from '../helpers/controller.js';
 import { uniqueTag } from '../helpers/env.js';
+import { percentileOf } from '../../src/core/fork.js';
 
 const MAX_SANDBOXES = 50;
 const STORM = 200;
@@ -70,8 +71,6 @@ async function phase(
     }),
   );
   const wallMs = performance.now() - t0;
-  const sorted = [...ms].sort((a, b) => a - b);
-  const at = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
   const statuses: Record<string, number> = {};
   for (const r of responses) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
   return {
@@ -81,8 +80,8 @@ async function phase(
       concurrency,
       wallMs,
       perSecond: n / (wallMs / 1000),
-      p50Ms: at(0.5),
-      p99Ms: at(0.99),
+      p50Ms: percentileOf(ms, 0.5),
+      p99Ms: percentileOf(ms, 0.99),
       statuses,
     },
     responses,

@@ -22,6 +22,7 @@ import { Sandbox } from '../../src/sdk/index.js';
 import { CLI, ensureImage, runCli } from '../helpers/env.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { callMcpTool } from '../helpers/mcp.js';
 
 const TOKEN = 'multinode-test-token-0123456789abcdef';
 const INTERVAL_MS = 500;
@@ -271,14 +272,7 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     const client = new Client({ name: 'forkd-multinode-test', version: '0.0.0' });
     await client.connect(transport);
     try {
-      const call = async (name: string, args: Record<string, unknown>): Promise<Record<string, unknown>> => {
-        const r = (await client.callTool({ name, arguments: args })) as {
-          isError?: boolean;
-          content: { text: string }[];
-        };
-        assert.notEqual(r.isError, true, `${name}: ${r.content[0]?.text}`);
-        return JSON.parse(r.content[0]!.text) as Record<string, unknown>;
-      };
+      const call = (name: string, args: Record<string, unknown>) => callMcpTool(client, name, args);
       const spawned = (await call('spawn_sandboxes', { snapshot: 'mn-base', n: 1 })) as { sandboxes: Sb[] };
       const id = spawned.sandboxes[0]!.id;
       const ex = (await call('exec_command', { id, args: ['hostname'] })) as { stdout: string };

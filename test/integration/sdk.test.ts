@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { callMcpTool } from '../helpers/mcp.js';
 import { Controller, ForkdApiError, Sandbox } from '../../src/sdk/index.js';
 import { findLeaks, ourQemuProcesses } from '../helpers/leaks.js';
 import { controllerDataDir, daemonArgs, startDaemon, type DaemonProcess } from '../helpers/controller.js';
@@ -403,14 +404,7 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
           'write_file',
         ]);
         for (const t of tools) assert.equal(t.inputSchema.type, 'object');
-        const call = async (name: string, args: Record<string, unknown>): Promise<Record<string, unknown>> => {
-          const r = (await client.callTool({ name, arguments: args })) as {
-            isError?: boolean;
-            content: { text: string }[];
-          };
-          assert.notEqual(r.isError, true, `${name}: ${r.content[0]?.text}`);
-          return JSON.parse(r.content[0]!.text) as Record<string, unknown>;
-        };
+        const call = (name: string, args: Record<string, unknown>) => callMcpTool(client, name, args);
         const snaps = (await call('list_snapshots', {})) as { snapshots: { tag: string }[] };
         assert.ok(snaps.snapshots.some((s) => s.tag === tag));
         // Limits pass through to the daemon, which validates them: a bad combination is a tool error.
