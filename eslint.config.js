@@ -3,6 +3,7 @@
 // layer order of docs/ARCHITECTURE.md as no-restricted-imports patterns per src/ folder.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import forkdRules from './scripts/eslint-explained-ignore.mjs';
 
 // Which src/ folders each src/ folder may import (its own is always allowed). Imports point
 // down: lib <- host <- vmm <- image/agent/protocol <- core <- pack <- api/sdk <- cli/mcp <- bin,
@@ -101,6 +102,13 @@ export default tseslint.config(
     rules: { 'no-restricted-syntax': 'off' },
   },
   ...layerConfigs,
+  {
+    // Shipped code says why it drops an error (issue 11 point 6); tests and benches may
+    // ignore cleanup failures, their leak checks catch what that hides.
+    files: ['src/**/*.ts'],
+    plugins: { forkd: forkdRules },
+    rules: { 'forkd/explained-ignore': 'error' },
+  },
   {
     files: ['**/*.js', '**/*.mjs'],
     ...tseslint.configs.disableTypeChecked,

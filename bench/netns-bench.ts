@@ -5,7 +5,12 @@ import { loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { CoreContext } from '../src/core/context.js';
 import { disposeAll, defaultRestoreConcurrency, mapWithConcurrency, percentile } from '../src/core/fork.js';
-import { prepareIsolation, type Isolation, type IsolationOptions } from '../src/core/isolation.js';
+import {
+  prepareIsolation,
+  validateIsolationOptions,
+  type Isolation,
+  type IsolationSpec,
+} from '../src/core/isolation.js';
 import { restoreChild, type Sandbox } from '../src/core/sandbox.js';
 import { loadSnapshot } from '../src/core/snapshot-store.js';
 import { removeHostNetwork } from '../src/host/bridge.js';
@@ -13,10 +18,10 @@ import { newSandboxId } from '../src/lib/ids.js';
 
 export type Mode = 'none' | 'cgroup' | 'cgroup+netns';
 
-const MODES: Record<Mode, IsolationOptions | undefined> = {
+const MODES: Record<Mode, IsolationSpec | undefined> = {
   none: undefined,
-  cgroup: { memoryMiB: 1024 },
-  'cgroup+netns': { memoryMiB: 1024, network: { egress: 'allow' } },
+  cgroup: validateIsolationOptions({ memoryMiB: 1024 }, 'deny'),
+  'cgroup+netns': validateIsolationOptions({ memoryMiB: 1024, network: { egress: 'allow' } }, 'deny'),
 };
 
 export interface NetnsForkRow {

@@ -26,7 +26,7 @@ export async function connectUnixSocket(path: string, signal: AbortSignal, timeo
       }
       last = code;
     }
-    await sleep(delayMs, undefined, { signal }).catch(() => undefined);
+    await sleep(delayMs, undefined, { signal }).catch(() => undefined); // aborted: the loop's own check of `signal` ends it
     delayMs = Math.min(delayMs * 2, 100);
   }
 }

@@ -196,7 +196,7 @@ export class AgentConnection {
     if (!p) return;
     p.finish(err);
     if (CANCELLABLE_OPS.has(p.op) && !this.closedError) {
-      this.call('cancel', { target: id }, { timeoutMs: 5000 }).catch(() => undefined);
+      this.call('cancel', { target: id }, { timeoutMs: 5000 }).catch(() => undefined); // best effort: the caller already has its error; a cancel that fails means the agent or the connection is gone
     }
   }
 

@@ -74,7 +74,7 @@ export function nodeHandlers(core: NodeCore): Record<string, Handler> {
           accel: node.accel,
           qemu: node.qemu,
           cpus: Math.max(1, cpus().length),
-          memory: { total_bytes: totalmem(), available_bytes: await hostAvailableBytes().catch(() => 0) },
+          memory: { total_bytes: totalmem(), available_bytes: await hostAvailableBytes().catch(() => 0) }, // unreadable /proc/meminfo: report no free memory, so a gateway places nothing here
           sandboxes: { active: core.activeSandboxes(), max: node.maxSandboxes },
           snapshots,
           features,

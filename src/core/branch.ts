@@ -165,7 +165,7 @@ export class BranchService {
         this.#inFlight.delete(tag);
         release();
       });
-      done.catch(() => undefined);
+      done.catch(() => undefined); // phase 2 records its own failure (#fail) and callers await `done` themselves; this only keeps it from being an unhandled rejection
       return { tag, sandboxId: row.id, pauseMs: phase1.migrated.pauseMs, liveMs, bytes: phase1.migrated.bytes, done };
     } catch (err) {
       if (wroteRow) this.#fail(tag, row.id, err, req.requestId);
@@ -224,7 +224,7 @@ export class BranchService {
   async #serialized<T>(sandboxId: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.#sourceChain.get(sandboxId) ?? Promise.resolve();
     const mine = prev.then(fn, fn);
-    const tail = mine.catch(() => undefined);
+    const tail = mine.catch(() => undefined); // the chain only orders BRANCHes of one source; `mine` carries the error to its own caller
     this.#sourceChain.set(sandboxId, tail);
     void tail.then(() => {
       if (this.#sourceChain.get(sandboxId) === tail) this.#sourceChain.delete(sandboxId);

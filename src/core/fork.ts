@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { messageOf } from '../lib/errors.js';
 import type { CoreContext } from './context.js';
-import type { IsolationOptions } from './isolation.js';
+import type { IsolationSpec } from './isolation.js';
 import { restoreChild, type LoadedSnapshot, type Sandbox } from './sandbox.js';
 import { loadSnapshot } from './snapshot-store.js';
 
@@ -18,6 +18,30 @@ export const FORK_N_RANGE = { min: 1, max: 1000 } as const;
  */
 export function defaultRestoreConcurrency(): number {
   return Math.max(2, 2 * availableParallelism());
+}
+
+/**
+ * Admits at most `limit` restores at once; the rest wait in FIFO order. The one limit on
+ * restores in flight: the local CLI makes one per fork, the daemon one for the whole host
+ * (shared by every POST /v1/sandboxes), so no second window is stacked on it.
+ */
+export class RestoreWindow {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  constructor(readonly limit: number = defaultRestoreConcurrency()) {
+    this.#free = limit;
+  }
+  async use<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#free > 0) this.#free--;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await fn();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#free++;
+    }
+  }
 }
 
 export interface ForkResult {
@@ -46,7 +70,7 @@ export async function forkChildren(
   let done = 0;
   const settled = await restoreMany(ctx, snap, {
     n: opts.n,
-    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+    window: new RestoreWindow(opts.concurrency),
     ...(opts.readyTimeoutMs !== undefined ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
     onReady: (child) => {
       readyAt.push(performance.now() - t0);
@@ -71,14 +95,12 @@ export async function forkChildren(
 
 export interface RestoreManyOptions {
   n: number;
-  /** Restores in flight for this call; default defaultRestoreConcurrency(). */
-  concurrency?: number;
+  /** The limit on restores in flight: the daemon's host-wide one, or one for this call. */
+  window: RestoreWindow;
   /** The sandbox id of child `i` (the daemon has inserted rows for them); default a new id. */
   id?: (i: number) => string;
-  isolation?: IsolationOptions | undefined;
+  isolation?: IsolationSpec | undefined;
   readyTimeoutMs?: number;
-  /** Admission shared with other calls (the daemon's host-wide window); default none. */
-  gate?: <T>(restore: () => Promise<T>) => Promise<T>;
   /** Child `i` is ready; a throw here fails that child's result like a failed restore. */
   onReady?: (child: Sandbox, i: number) => void;
 }
@@ -92,9 +114,9 @@ export function restoreMany(
   snap: LoadedSnapshot,
   opts: RestoreManyOptions,
 ): Promise<PromiseSettledResult<Sandbox>[]> {
-  const gate = opts.gate ?? (<T>(restore: () => Promise<T>) => restore());
-  return mapWithConcurrency(opts.n, opts.concurrency ?? defaultRestoreConcurrency(), async (i) => {
-    const child = await gate(() =>
+  // Every child is queued at once; the window alone decides how many restore at a time.
+  return mapWithConcurrency(opts.n, opts.n, async (i) => {
+    const child = await opts.window.use(() =>
       restoreChild(ctx, snap, {
         ...(opts.id ? { id: opts.id(i) } : {}),
         ...(opts.readyTimeoutMs !== undefined ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),

@@ -16,9 +16,21 @@ import type { NetBackend } from '../vmm/qemu-args.js';
 import type { CoreContext } from './context.js';
 
 export interface IsolationOptions extends CgroupLimits {
-  /** A network namespace with this egress policy; without it the NIC stays unconnected. */
-  network?: { egress?: EgressPolicy };
+  /** A network namespace with this egress policy (absent: the caller's default); without it the NIC stays unconnected. */
+  network?: { egress?: unknown };
 }
+
+declare const validated: unique symbol;
+
+/**
+ * Isolation options that passed validateIsolationOptions, the only function that makes one:
+ * limits in range, the egress policy parsed and the default applied. Everything below the
+ * validation (prepareIsolation, launchVm, restores) takes this type, so nothing re-checks.
+ */
+export type IsolationSpec = Readonly<CgroupLimits> & {
+  readonly network?: { readonly egress: EgressPolicy };
+  readonly [validated]: true;
+};
 
 export interface Isolation {
   readonly id: string;
@@ -40,15 +52,23 @@ export interface Isolation {
   dispose(): Promise<void>;
 }
 
-/** Validate options before anything touches the host (limits, egress CIDRs). */
-export function validateIsolationOptions(opts: IsolationOptions): IsolationOptions {
+/**
+ * Validate options before anything touches the host (limits, egress CIDRs), and resolve the
+ * egress of a namespace that names none to `defaultEgress` (the daemon's `--default-egress`):
+ * the one place either happens.
+ */
+export function validateIsolationOptions(opts: IsolationOptions, defaultEgress: EgressPolicy): IsolationSpec {
   validateLimits(opts);
-  const out: IsolationOptions = {};
+  const out: { -readonly [K in keyof CgroupLimits]: CgroupLimits[K] } & { network?: { egress: EgressPolicy } } = {};
   if (opts.memoryMiB !== undefined) out.memoryMiB = opts.memoryMiB;
   if (opts.cpuLimit !== undefined) out.cpuLimit = opts.cpuLimit;
   if (opts.pidsLimit !== undefined) out.pidsLimit = opts.pidsLimit;
-  if (opts.network !== undefined) out.network = { egress: parseEgressPolicy(opts.network.egress) };
-  return out;
+  if (opts.network !== undefined) {
+    out.network = {
+      egress: parseEgressPolicy(opts.network.egress === undefined ? defaultEgress : opts.network.egress),
+    };
+  }
+  return Object.freeze(out) as IsolationSpec;
 }
 
 class SandboxIsolation implements Isolation {
@@ -100,9 +120,8 @@ class SandboxIsolation implements Isolation {
   }
 }
 
-export async function prepareIsolation(ctx: CoreContext, id: string, options: IsolationOptions): Promise<Isolation> {
+export async function prepareIsolation(ctx: CoreContext, id: string, opts: IsolationSpec): Promise<Isolation> {
   assertSandboxId(id);
-  const opts = validateIsolationOptions(options);
   const vmUser = ctx.facts.vmUser;
   if (vmUser === undefined) {
     throw new ForkdError(
@@ -121,7 +140,7 @@ export async function prepareIsolation(ctx: CoreContext, id: string, options: Is
       network = await SandboxNetns.setup(id, {
         uid: vmUser.uid,
         gid: vmUser.gid,
-        egress: opts.network.egress ?? parseEgressPolicy(undefined),
+        egress: opts.network.egress,
         logger,
       });
       const ns = network;

@@ -18,7 +18,7 @@ import { AgentClient } from '../agent/client.js';
 import type { DeviceLayout } from '../vmm/qemu-args.js';
 import { Vm, withDiagnostics } from '../vmm/vm.js';
 import type { CoreContext } from './context.js';
-import { prepareIsolation, type Isolation, type IsolationOptions } from './isolation.js';
+import { prepareIsolation, type Isolation, type IsolationSpec } from './isolation.js';
 import { createRunDir, removeRunDir, writeRunRecord } from './run-dir.js';
 import { vmSpec } from './vm-spec.js';
 
@@ -44,7 +44,7 @@ export interface LaunchOptions<R extends Readiness = Readiness> {
   migrationFile?: string;
   /** BRANCH loader: `-S`, so the loaded guest never runs here. */
   startPaused?: boolean;
-  isolation?: IsolationOptions;
+  isolation?: IsolationSpec;
   ready: R;
   logger: Logger;
   teardown: TeardownStack;

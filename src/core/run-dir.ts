@@ -57,6 +57,7 @@ export async function readRunRecord(dir: string): Promise<Partial<RunRecord> | u
   try {
     return JSON.parse(await readFile(join(dir, RUN_FILES.record), 'utf8')) as Partial<RunRecord>;
   } catch {
+    // absent or torn (a crash mid-write): callers treat the dir as having no record
     return undefined;
   }
 }
@@ -67,6 +68,7 @@ export async function runDirOwner(dir: string): Promise<'alive' | 'gone' | 'unkn
   try {
     identity = await readFile(join(dir, RUN_FILES.owner), 'utf8');
   } catch {
+    // no owner file (written right after the dir): whose it is cannot be told
     return 'unknown';
   }
   return (await identityAlive(identity)) ? 'alive' : 'gone';
@@ -78,6 +80,7 @@ export async function liveRunRecords(paths: DataPaths): Promise<RunRecord[]> {
   try {
     names = await readdir(paths.runRoot);
   } catch {
+    // no run root yet: nothing runs
     return [];
   }
   const live: RunRecord[] = [];

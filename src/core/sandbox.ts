@@ -7,7 +7,7 @@ import { TeardownStack } from '../lib/teardown.js';
 import type { AgentClient } from '../agent/client.js';
 import type { Vm } from '../vmm/vm.js';
 import type { CoreContext } from './context.js';
-import type { Isolation, IsolationOptions } from './isolation.js';
+import type { Isolation, IsolationSpec } from './isolation.js';
 import { launchVm } from './launch-vm.js';
 import { SNAPSHOT_FILES } from './paths.js';
 import { releaseSandboxHost } from './sandbox-release.js';
@@ -62,7 +62,7 @@ export class Sandbox {
 export async function restoreChild(
   ctx: CoreContext,
   snap: LoadedSnapshot,
-  opts: { id?: string; readyTimeoutMs?: number; hostname?: string; isolation?: IsolationOptions } = {},
+  opts: { id?: string; readyTimeoutMs?: number; hostname?: string; isolation?: IsolationSpec } = {},
 ): Promise<Sandbox> {
   const id = opts.id ?? newSandboxId();
   const teardown = new TeardownStack();

@@ -196,7 +196,7 @@ async function verifyMemory(dir: string, meta: SnapshotMeta): Promise<void> {
   const now = await memoryStat(path);
   const stamp = await readFile(join(dir, MEMORY_STAMP_FILE), 'utf8')
     .then((t) => JSON.parse(t) as Partial<MemoryStamp>)
-    .catch(() => undefined);
+    .catch(() => undefined); // no stamp or a torn one: fall back to hashing the whole file below
   if (stamp?.sha256 === recorded.sha256 && stamp.stat === now) return;
   const actual = await sha256File(path);
   if (actual !== recorded.sha256) {

@@ -124,5 +124,5 @@ async function putBack(trash: string, final: string): Promise<string> {
 
 /** lstat, not stat: a name taken by anything (even a dangling symlink) is taken. A failing lstat means free. */
 export async function nameExists(path: string): Promise<boolean> {
-  return (await lstat(path).catch(() => undefined)) !== undefined;
+  return (await lstat(path).catch(() => undefined)) !== undefined; // ENOENT and the like: nothing holds the name
 }

@@ -5,7 +5,7 @@ import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { ForkdError } from '../lib/errors.js';
-import { assertTag, isValidTag } from '../lib/tag.js';
+import { isValidTag } from '../lib/tag.js';
 import type { CoreContext } from './context.js';
 import { qemuVersionString } from './host-facts.js';
 import type { DataPaths } from './paths.js';
@@ -15,7 +15,7 @@ import { assertCompatible, readSnapshotMeta, verifySnapshotFiles, type SnapshotM
 
 /** Load a snapshot for forking: metadata valid, compatible with this host, files intact. */
 export async function loadSnapshot(ctx: CoreContext, tag: string): Promise<LoadedSnapshot> {
-  const dir = ctx.paths.snapshotDir(assertTag(tag, 'snapshot tag'));
+  const dir = ctx.paths.snapshotDir(tag);
   const meta = await readSnapshotMeta(dir, tag);
   assertCompatible(meta, { accel: ctx.facts.accel.accel, qemuVersion: qemuVersionString(ctx.facts.qemu) });
   await verifySnapshotFiles(dir, meta);
@@ -39,6 +39,7 @@ export async function listSnapshots(paths: DataPaths): Promise<SnapshotListing[]
   try {
     names = await readdir(paths.snapshotsDir);
   } catch {
+    // no snapshots dir yet: no snapshots
     return [];
   }
   const live = await liveRunRecords(paths);
@@ -70,7 +71,8 @@ async function dirSizes(dir: string): Promise<{ logicalBytes: number; diskBytes:
   let logicalBytes = 0;
   let diskBytes = 0;
   for (const name of await readdir(dir).catch(() => [] as string[])) {
-    const st = await lstat(join(dir, name)).catch(() => undefined);
+    // a snapshot removed meanwhile counts as empty
+    const st = await lstat(join(dir, name)).catch(() => undefined); // as above, for one file
     if (!st?.isFile()) continue;
     logicalBytes += st.size;
     diskBytes += st.blocks * 512;
@@ -80,7 +82,7 @@ async function dirSizes(dir: string): Promise<{ logicalBytes: number; diskBytes:
 
 /** Remove a snapshot; refuses while a live sandbox maps it. Atomic: renamed away, then deleted. */
 export async function removeSnapshot(paths: DataPaths, tag: string): Promise<void> {
-  const dir = paths.snapshotDir(assertTag(tag, 'snapshot tag'));
+  const dir = paths.snapshotDir(tag);
   try {
     await lstat(dir);
   } catch {

@@ -229,11 +229,12 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
     if (keyed.length === 1) return keyed[0]!;
     const ask = (keyed.length > 1 ? keyed : nodes.all()).filter((n) => n.up);
     const answers = await Promise.all(
-      ask.map((n) =>
-        client
-          .json(n.url, { method: 'GET', path: `/v1/sandboxes/${id}`, timeoutMs: 10_000 })
-          .then(() => n)
-          .catch(() => undefined),
+      ask.map(
+        (n) =>
+          client
+            .json(n.url, { method: 'GET', path: `/v1/sandboxes/${id}`, timeoutMs: 10_000 })
+            .then(() => n)
+            .catch(() => undefined), // a node that does not answer is not the one holding it
       ),
     );
     const found = answers.find((n) => n !== undefined) ?? nodes.all().find((n) => n.inventory.some((s) => s.id === id));
@@ -338,7 +339,7 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
         const t0 = Date.now();
         const src = await client.request(source.url, { method: 'GET', path: `/v1/snapshots/${tag}/pack` });
         if (src.status !== 200) {
-          const text = await readText(src.body, 1 << 20).catch(() => '');
+          const text = await readText(src.body, 1 << 20).catch(() => ''); // the status alone then makes the error
           throw nodeError(source.url, src.status, safeJson(text));
         }
         const sha = String(src.headers[PACK_SHA256_HEADER.toLowerCase()] ?? '');
@@ -392,7 +393,7 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
         // since the last health round): ask every node once, then decide.
         const stale = err instanceof ForkdError && ['busy', 'not_found', 'feature_unavailable'].includes(err.code);
         if (!stale || attempt > 0) throw err;
-        await Promise.all(up.map((n) => nodes.refreshInfo(n).catch(() => undefined)));
+        await Promise.all(up.map((n) => nodes.refreshInfo(n).catch(() => undefined))); // a node that cannot be refreshed keeps its last info; the health rounds mark it down
         continue;
       }
       const { pool, holders, source } = chosen;
@@ -640,6 +641,7 @@ function safeJson(text: string): { code?: string; error?: string } | undefined {
   try {
     return JSON.parse(text) as { code?: string; error?: string };
   } catch {
+    // not JSON: the caller reports the status without a body
     return undefined;
   }
 }

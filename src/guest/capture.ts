@@ -41,6 +41,7 @@ function safeString(value: unknown): string {
   try {
     return String(value);
   } catch {
+    // a hostile toString threw: the tag of its type is all we can say
     return Object.prototype.toString.call(value);
   }
 }
@@ -52,6 +53,7 @@ export function toValueJson(value: unknown): { json: string } | { error: EvalErr
   try {
     text = JSON.stringify(value);
   } catch {
+    // circular or a throwing toJSON: the caller falls back to String()
     text = undefined;
   }
   if (text === undefined) text = JSON.stringify(safeString(value));

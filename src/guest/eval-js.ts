@@ -235,6 +235,7 @@ export class UrandomPool {
         closeSync(fd);
       }
     } catch {
+      // no /dev/urandom: Node's own CSPRNG is the next best seed
       randomFillSync(pool);
     }
     this.pool = pool;

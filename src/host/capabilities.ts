@@ -133,7 +133,7 @@ async function probeCgroupWrite(info: CgroupInfo, c: LimitController): Promise<s
   } catch (error) {
     return `the ${c} cgroup hierarchy ${root} is not writable by the daemon (${errnoOf(error) ?? messageOf(error)}): mount /sys/fs/cgroup read-write (systemd: ProtectControlGroups=no; Kubernetes: a writable /sys/fs/cgroup hostPath)`;
   }
-  await rmdir(probe).catch(() => undefined);
+  await rmdir(probe).catch(() => undefined); // the probe dir may not exist (mkdir failed above) or be gone; nothing else uses the name
   return undefined;
 }
 
@@ -180,7 +180,7 @@ async function probeNetwork(effective: readonly string[]): Promise<string | unde
 /** Probe everything once (a few ms and four short processes). */
 export async function probeHostCapabilities(opts: { root?: boolean } = {}): Promise<HostCapabilities> {
   const root = opts.root ?? process.getuid?.() === 0;
-  const effective = effectiveFromStatus(await readFile('/proc/self/status', 'utf8').catch(() => ''));
+  const effective = effectiveFromStatus(await readFile('/proc/self/status', 'utf8').catch(() => '')); // no /proc: no capability known, every feature reported missing with its reason
   const info = await detectCgroups();
   const features = {} as Record<Feature, FeatureStatus>;
   const notRoot = 'the daemon is not root: sandboxes get no cgroup or namespace of their own';

@@ -33,6 +33,7 @@ async function readText(path: string): Promise<string | undefined> {
   try {
     return (await readFile(path, 'utf8')).trim();
   } catch {
+    // an absent claim file reads as no claim
     return undefined;
   }
 }
@@ -83,9 +84,9 @@ export class AddressClaims {
   async release(ns: string): Promise<void> {
     const address = await readText(this.#ns(ns));
     if (address !== undefined && (await readText(this.#addr(address))) === ns) {
-      await unlink(this.#addr(address)).catch(() => undefined);
+      await unlink(this.#addr(address)).catch(() => undefined); // already released (a second release or a prune)
     }
-    await unlink(this.#ns(ns)).catch(() => undefined);
+    await unlink(this.#ns(ns)).catch(() => undefined); // as above
   }
 
   /** Namespaces holding a claim (either index), for cleanup and leak checks. */
@@ -94,6 +95,7 @@ export class AddressClaims {
     // A claims dir not made yet holds no claims.
     for (const name of await readdir(join(this.dir, 'ns')).catch(() => [] as string[])) out.add(name);
     for (const name of await readdir(join(this.dir, 'addr')).catch(() => [] as string[])) {
+      // as the comment above says
       const holder = await readText(this.#addr(name));
       if (holder) out.add(holder);
     }
@@ -123,6 +125,7 @@ export class AddressClaims {
       }
     }
     for (const name of await readdir(join(this.dir, 'ns')).catch(() => [] as string[])) {
+      // no claims dir yet: nothing to prune
       const path = this.#ns(name);
       if (!alive.has(name) && (await old(path))) await unlink(path).catch(() => undefined); // as above
     }

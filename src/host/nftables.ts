@@ -7,13 +7,9 @@
 // Each ruleset replaces its table atomically ("table; delete table; table {...}" is one
 // transaction), so applying it again is harmless.
 import { ForkdError } from '../lib/errors.js';
-import { DEFAULT_DEFAULT_EGRESS } from '../lib/config.js';
 import { MAX_ALLOW_CIDRS } from '../lib/limits.js';
 
 export type EgressPolicy = 'allow' | 'deny' | { allow: string[] };
-
-/** When a spawn names no policy. Closed by default: open egress is a decision, not an accident. */
-export const DEFAULT_EGRESS: EgressPolicy = DEFAULT_DEFAULT_EGRESS;
 
 /**
  * Always dropped, whatever the policy: "this network", the sandbox bridge (the host's bridge
@@ -53,9 +49,12 @@ export function validateCidr(value: unknown): string {
   return value;
 }
 
-/** Validate an egress policy from an API body or CLI flag; the result is safe for a ruleset. */
+/**
+ * Validate an egress policy from an API body or CLI flag; the result is safe for a ruleset.
+ * There is no default here: a spawn that names none gets the daemon's `--default-egress`,
+ * resolved by core/isolation.ts validateIsolationOptions.
+ */
 export function parseEgressPolicy(value: unknown): EgressPolicy {
-  if (value === undefined) return DEFAULT_EGRESS;
   if (value === 'allow' || value === 'deny') return value;
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const keys = Object.keys(value);

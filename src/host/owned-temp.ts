@@ -27,6 +27,7 @@ const OWNED = new RegExp(`^\\.{1,2}(?:${TEMP_KINDS.join('|')})-(\\d+)_(\\d+)-[0-
 export async function removeAbandonedTempPaths(dir: string): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await readdir(dir).catch(() => [] as string[])) {
+    // the dir does not exist (yet): nothing abandoned in it
     const m = OWNED.exec(name);
     if (!m || (await identityAlive(`${m[1]}:${m[2]}`))) continue;
     await rm(join(dir, name), { recursive: true, force: true });

@@ -32,7 +32,7 @@ const USER_HZ = 100;
 /** CPU time (user + system, fields 14 and 15) a process has used so far, in ms; 10 ms resolution. */
 export async function processCpuMs(pid: number): Promise<number | undefined> {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined); // no such process (any more)
   if (text === undefined) return undefined; // no such process (any more)
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const ticks = Number(rest[11]) + Number(rest[12]);

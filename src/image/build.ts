@@ -68,7 +68,7 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
   const id = inputsHash.slice(0, 16);
 
   if (!opts.force) {
-    const existing = await readImageManifest(opts.dataDir, name).catch(() => undefined);
+    const existing = await readImageManifest(opts.dataDir, name).catch(() => undefined); // no image or an unreadable manifest: build it
     if (existing && existing.id === id) {
       progress(`image ${name} is up to date (${id})`);
       return existing;
@@ -128,7 +128,7 @@ export async function buildImage(opts: BuildImageOptions): Promise<ImageManifest
     const final = imageDir(opts.dataDir, name);
     // Swap in: move the old image aside first so a crash never leaves a half image in place.
     const old = join(work, 'old');
-    await rename(final, old).catch(() => undefined);
+    await rename(final, old).catch(() => undefined); // no old image on a first build
     await rename(out, final);
     progress(`image ${name} built (${id})`);
     return manifest;

@@ -59,6 +59,7 @@ export async function buildDebianTree(
   for (const dir of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
     const path = join(treeDir, dir);
     for (const entry of await readdir(path).catch(() => [] as string[])) {
+      // the tree has no apt cache: nothing to prune
       if (entry !== 'partial' && entry !== 'lock') await rm(join(path, entry), { recursive: true, force: true });
     }
   }

@@ -33,6 +33,7 @@ export async function findKernel(dataDir: string): Promise<KernelInfo | undefine
   try {
     names = await readdir(kernelsDir(dataDir));
   } catch {
+    // no kernels dir: no kernel installed, which the caller reports
     return undefined;
   }
   const infos: KernelInfo[] = [];

@@ -62,7 +62,7 @@ export interface ControllerConfig {
 }
 
 export type DefaultEgress = 'allow' | 'deny';
-/** The daemon's default egress unless --default-egress says otherwise (host/nftables.ts uses it too). */
+/** The daemon's default egress unless --default-egress says otherwise: closed, open egress is a decision, not an accident. */
 export const DEFAULT_DEFAULT_EGRESS: DefaultEgress = 'deny';
 
 export interface ControllerFlags {

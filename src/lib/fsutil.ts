@@ -7,6 +7,7 @@ export async function exists(path: string): Promise<boolean> {
     await stat(path);
     return true;
   } catch {
+    // any stat failure (ENOENT, EACCES) reads as absent; callers that must tell them apart stat themselves
     return false;
   }
 }

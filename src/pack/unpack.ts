@@ -82,7 +82,7 @@ export async function unpackFile(ctx: CoreContext, opts: UnpackOptions): Promise
     // Cleanup on every path: a success already consumed the stream, a failure has its own error.
     await reader.close().catch(() => undefined);
     await zstd.stop();
-    await fed.catch(() => undefined);
+    await fed.catch(() => undefined); // its failure is the one already being reported, or none
     await rm(temp, { recursive: true, force: true });
     untrack();
   }

@@ -146,6 +146,7 @@ export function oneOf<A, B>(a: Check<A>, b: Check<B>): Check<A | B> {
     try {
       return a(value, path);
     } catch {
+      // the first alternative's complaint is dropped: the second one decides
       return b(value, path);
     }
   };

@@ -46,7 +46,7 @@ export async function openMigrationSink(opts: {
       reject(new ForkdError('vmm_error', `migration socket ${opts.socketPath}: ${err.message}`, { cause: err })),
     );
   });
-  done.catch(() => undefined);
+  done.catch(() => undefined); // awaited below; this keeps an early failure from being an unhandled rejection meanwhile
   await new Promise<void>((resolve, reject) => {
     server!.once('error', reject);
     server!.listen(opts.socketPath, resolve);

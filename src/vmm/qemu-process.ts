@@ -106,6 +106,7 @@ export class QemuProcess extends QemuHandle {
         await fh.close();
       }
     } catch {
+      // no log (yet): an error message then carries no tail
       return '';
     }
   }
@@ -166,6 +167,7 @@ export async function procStatus(pid: number): Promise<Record<string, string> | 
     }
     return out;
   } catch {
+    // the process is gone
     return undefined;
   }
 }

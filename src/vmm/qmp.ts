@@ -162,6 +162,7 @@ export class QmpClient {
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
       msg = parsed as Record<string, unknown>;
     } catch {
+      // QEMU writes only JSON lines; a broken one carries no reply we could route, and the waiting command then fails at its deadline
       return;
     }
     if (this.#greetingWaiter) {

@@ -85,7 +85,7 @@ export class Vm {
       timeoutMs: opts.timeoutMs,
       filter: (e) => e.data?.status === 'completed' || e.data?.status === 'failed',
     });
-    migrated.catch(() => undefined);
+    migrated.catch(() => undefined); // awaited below; this keeps an early failure from being an unhandled rejection meanwhile
     // `events` makes QEMU report MIGRATION status changes, so no polling is needed.
     await this.qmp.execute('migrate-set-capabilities', {
       capabilities: [

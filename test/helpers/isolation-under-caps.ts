@@ -11,18 +11,17 @@ import { newSandboxId } from '../../src/lib/ids.js';
 import { messageOf } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/log.js';
 import { createCoreContext } from '../../src/core/context.js';
-import { prepareIsolation } from '../../src/core/isolation.js';
+import { prepareIsolation, validateIsolationOptions } from '../../src/core/isolation.js';
 import { netnsPath } from '../../src/host/net-exec.js';
 
 async function main(): Promise<void> {
   const ctx = await createCoreContext(loadLocalConfig({ dataDir: process.argv[2] ?? '/tmp' }), silentLogger);
   const id = newSandboxId();
-  const iso = await prepareIsolation(ctx, id, {
-    memoryMiB: 128,
-    cpuLimit: 0.5,
-    pidsLimit: 64,
-    network: { egress: 'deny' },
-  });
+  const iso = await prepareIsolation(
+    ctx,
+    id,
+    validateIsolationOptions({ memoryMiB: 128, cpuLimit: 0.5, pidsLimit: 64, network: { egress: 'deny' } }, 'deny'),
+  );
   let child: ChildProcess | undefined;
   try {
     // The stand-in says which namespace and user it runs as itself (reading another user's

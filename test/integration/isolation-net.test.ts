@@ -15,6 +15,7 @@ import type { CoreContext } from '../../src/core/context.js';
 import type { EgressPolicy } from '../../src/host/nftables.js';
 import { BRIDGE, BRIDGE_ADDRESS, ensureHostNetwork, removeHostNetwork } from '../../src/host/bridge.js';
 import { AddressClaims } from '../../src/host/net-addr.js';
+import { validateIsolationOptions } from '../../src/core/isolation.js';
 import { ensureImage, testCore, uniqueTag } from '../helpers/env.js';
 import { findLeaks } from '../helpers/leaks.js';
 import {
@@ -58,7 +59,10 @@ describe('sandbox network namespaces and egress policy', () => {
   let daemonConnections = 0;
 
   async function child(egress: EgressPolicy): Promise<Sandbox> {
-    const c = await restoreChild(core, snap, { isolation: { network: { egress } }, readyTimeoutMs: 120_000 });
+    const c = await restoreChild(core, snap, {
+      isolation: validateIsolationOptions({ network: { egress } }, 'deny'),
+      readyTimeoutMs: 120_000,
+    });
     live.push(c);
     return c;
   }

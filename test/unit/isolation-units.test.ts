@@ -6,7 +6,6 @@ import { parseCgroupMounts } from '../../src/host/cgroups-detect.js';
 import { cgroupPlan, cpuQuotaUs, parseOomKills, validateLimits } from '../../src/host/cgroups.js';
 import {
   ALWAYS_BLOCKED_V4,
-  DEFAULT_EGRESS,
   hostRuleset,
   parseEgressPolicy,
   sandboxRuleset,
@@ -28,6 +27,7 @@ import { validateIsolationOptions } from '../../src/core/isolation.js';
 import { isolationFor } from '../../src/core/controller/sandboxes.js';
 import { GUEST_GATEWAY, GUEST_IP } from '../../src/image/guest-init.js';
 import { ForkdError } from '../../src/lib/errors.js';
+import { DEFAULT_DEFAULT_EGRESS } from '../../src/lib/config.js';
 
 const ID = 'sb-abcdefghijklmnop';
 const invalid = (fn: () => unknown, pattern: RegExp): void =>
@@ -70,9 +70,11 @@ test('CIDRs: strict IPv4 a.b.c.d/n only', () => {
   invalid(() => validateCidr('198.51.100.77/24'), /did you mean 198\.51\.100\.0\/24/);
 });
 
-test('egress policies: allow, deny, allow-list; default is deny', () => {
-  assert.equal(DEFAULT_EGRESS, 'deny');
-  assert.equal(parseEgressPolicy(undefined), 'deny');
+test('egress policies: allow, deny, allow-list; the daemon default is deny, resolved once', () => {
+  assert.equal(DEFAULT_DEFAULT_EGRESS, 'deny');
+  // No default below the validation: an absent policy is the caller's to resolve.
+  invalid(() => parseEgressPolicy(undefined), /egress must be/);
+  assert.deepEqual(validateIsolationOptions({ network: {} }, 'allow'), { network: { egress: 'allow' } });
   assert.equal(parseEgressPolicy('allow'), 'allow');
   assert.equal(parseEgressPolicy('deny'), 'deny');
   assert.deepEqual(parseEgressPolicy({ allow: ['198.51.100.0/24', '198.51.100.0/24'] }), {
@@ -264,8 +266,8 @@ test('cgroup limits are validated; a missing controller is named', () => {
   invalid(() => validateLimits({ cpuLimit: 0 }), /cpuLimit 0 is out of range/);
   invalid(() => validateLimits({ cpuLimit: Number.NaN }), /cpuLimit must be a number/);
   invalid(() => validateLimits({ pidsLimit: 4 }), /pidsLimit 4 is out of range 16\.\./);
-  invalid(() => validateIsolationOptions({ network: { egress: { allow: ['nope'] } } }), /not an IPv4 CIDR/);
-  assert.deepEqual(validateIsolationOptions({ network: {} }), { network: { egress: 'deny' } });
+  invalid(() => validateIsolationOptions({ network: { egress: { allow: ['nope'] } } }, 'deny'), /not an IPv4 CIDR/);
+  assert.deepEqual(validateIsolationOptions({ network: {} }, 'deny'), { network: { egress: 'deny' } });
   const noPids = parseCgroupMounts('cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0');
   assert.throws(
     () => cgroupPlan(noPids, ID, { pidsLimit: 64 }),
@@ -286,23 +288,23 @@ test('OOM kill counters parse from v1 memory.oom_control and v2 memory.events', 
 });
 
 test('isolation of an API spawn: limits make a cgroup, egress needs a namespace, the daemon default fills in', () => {
-  assert.equal(isolationFor({}), undefined, 'nothing asked, nothing set up');
-  assert.deepEqual(isolationFor({ cpuLimit: 0.5, pidsLimit: 64 }), { cpuLimit: 0.5, pidsLimit: 64 });
-  assert.deepEqual(isolationFor({ memoryLimitMiB: 256, perChildNetns: true }), {
+  assert.equal(isolationFor({}, 'deny'), undefined, 'nothing asked, nothing set up');
+  assert.deepEqual(isolationFor({ cpuLimit: 0.5, pidsLimit: 64 }, 'deny'), { cpuLimit: 0.5, pidsLimit: 64 });
+  assert.deepEqual(isolationFor({ memoryLimitMiB: 256, perChildNetns: true }, 'deny'), {
     memoryMiB: 256,
     network: { egress: 'deny' },
   });
   assert.deepEqual(isolationFor({ perChildNetns: true }, 'allow'), { network: { egress: 'allow' } });
   assert.deepEqual(isolationFor({ perChildNetns: true, egress: 'deny' }, 'allow'), { network: { egress: 'deny' } });
   assert.deepEqual(
-    isolationFor({ perChildNetns: true, egress: { allow: ['198.51.100.0/24', '198.51.100.0/24'] } }),
+    isolationFor({ perChildNetns: true, egress: { allow: ['198.51.100.0/24', '198.51.100.0/24'] } }, 'deny'),
     { network: { egress: { allow: ['198.51.100.0/24'] } } },
     'duplicates dropped',
   );
-  invalid(() => isolationFor({ egress: 'allow' }), /egress needs per_child_netns: true/);
-  invalid(() => isolationFor({ perChildNetns: false, egress: 'deny' }), /egress needs per_child_netns/);
-  invalid(() => isolationFor({ perChildNetns: true, egress: { allow: ['10.0.0.1/8'] } }), /host bits set/);
-  invalid(() => isolationFor({ perChildNetns: true, egress: 'open' }), /egress must be/);
-  invalid(() => isolationFor({ cpuLimit: 0 }), /cpuLimit 0 is out of range/);
-  invalid(() => isolationFor({ pidsLimit: 20.5 }), /pidsLimit must be an integer/);
+  invalid(() => isolationFor({ egress: 'allow' }, 'deny'), /egress needs per_child_netns: true/);
+  invalid(() => isolationFor({ perChildNetns: false, egress: 'deny' }, 'deny'), /egress needs per_child_netns/);
+  invalid(() => isolationFor({ perChildNetns: true, egress: { allow: ['10.0.0.1/8'] } }, 'deny'), /host bits set/);
+  invalid(() => isolationFor({ perChildNetns: true, egress: 'open' }, 'deny'), /egress must be/);
+  invalid(() => isolationFor({ cpuLimit: 0 }, 'deny'), /cpuLimit 0 is out of range/);
+  invalid(() => isolationFor({ pidsLimit: 20.5 }, 'deny'), /pidsLimit must be an integer/);
 });

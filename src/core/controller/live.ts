@@ -51,7 +51,7 @@ export function liveFromSandbox(sandbox: Sandbox): LiveSandbox {
 async function killedByOom(sandbox: Sandbox): Promise<boolean> {
   if (!sandbox.isolation) return false;
   for (let i = 0; i < 10; i++) {
-    if (await sandbox.isolation.oomKilled().catch(() => false)) return true;
+    if (await sandbox.isolation.oomKilled().catch(() => false)) return true; // the cgroup is unreadable or gone: not evidence of an OOM kill
     await sleep(50);
   }
   return false;

@@ -114,7 +114,7 @@ const RECORDLESS_GRACE_MS = 10_000;
  */
 export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
   const removed: string[] = [];
-  const entries = await readdir(ctx.paths.runRoot).catch(() => [] as string[]);
+  const entries = await readdir(ctx.paths.runRoot).catch(() => [] as string[]); // no run root yet: no run dirs to remove
   const names = entries.filter(isSandboxId);
   // Dirs still being assembled under a temporary name (see createRunDir): never a QEMU's.
   const pending = entries.flatMap((n) => {
@@ -152,7 +152,7 @@ export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
 async function creatorGone(dir: string): Promise<boolean> {
   const owner = await runDirOwner(dir);
   if (owner !== 'unknown') return owner === 'gone';
-  const age = Date.now() - ((await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now());
+  const age = Date.now() - ((await stat(dir).catch(() => undefined))?.mtimeMs ?? Date.now()); // the dir vanished meanwhile: age 0, left to the next pass
   return age >= RECORDLESS_GRACE_MS;
 }
 
@@ -163,12 +163,13 @@ async function abandonBuilds(ctx: CoreContext, store: StateStore, hooks: Control
     if (row.status !== 'writing') continue;
     const stagingPrefix = join(ctx.paths.snapshotsDir, `.staging-${row.tag}-`);
     for (const pid of await processesUsing(stagingPrefix)) {
-      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''); // the process exited meanwhile: no run dir to name
       const runId = new RegExp(`${escapeRegExp(ctx.paths.runRoot)}/(sb-[a-z2-7]{16})/`).exec(cmdline)?.[1];
       await stopAdoptedQemu(pid, stagingPrefix);
       if (runId) await removeRunDir(ctx.paths, runId);
     }
     for (const name of await readdir(ctx.paths.snapshotsDir).catch(() => [] as string[])) {
+      // no snapshots dir: no staging dirs
       if (name.startsWith(`.staging-${row.tag}-`))
         await rm(join(ctx.paths.snapshotsDir, name), { recursive: true, force: true });
     }

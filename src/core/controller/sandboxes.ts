@@ -9,10 +9,10 @@ import { ForkdError, messageOf } from '../../lib/errors.js';
 import { assertSandboxId, newSandboxId } from '../../lib/ids.js';
 import { assertTag } from '../../lib/tag.js';
 import type { CoreContext } from '../context.js';
-import { defaultRestoreConcurrency, restoreMany } from '../fork.js';
-import { validateIsolationOptions, type IsolationOptions } from '../isolation.js';
+import { RestoreWindow, restoreMany } from '../fork.js';
+import { validateIsolationOptions, type IsolationOptions, type IsolationSpec } from '../isolation.js';
 import { assertFeatures, featuresAsked, type HostCapabilities } from '../../host/capabilities.js';
-import { DEFAULT_EGRESS, type EgressPolicy } from '../../host/nftables.js';
+import type { EgressPolicy } from '../../host/nftables.js';
 import { loadSnapshot } from '../snapshot-store.js';
 import type { SandboxRow, SandboxState, StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
@@ -43,38 +43,18 @@ export interface CreateSandboxesRequest {
 
 export interface SandboxManagerOptions {
   maxSandboxes: number;
-  /** Policy of a namespace whose spawn names none (`--default-egress`); DEFAULT_EGRESS if unset. */
-  defaultEgress?: EgressPolicy | undefined;
+  /** Policy of a namespace whose spawn names none (`--default-egress`, resolved by lib/config.ts). */
+  defaultEgress: EgressPolicy;
   /** What the start-up probe found this daemon can isolate with; a spawn asking for more is refused. */
   capabilities?: HostCapabilities | undefined;
   /** Put this node key into every new id (lib/ids.ts), so a gateway routes by id alone. */
   nodeKey?: string | undefined;
 }
 
-/** Admits at most `limit` holders at once; the rest wait in FIFO order. */
-class Semaphore {
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
-  constructor(limit: number) {
-    this.#free = limit;
-  }
-  async use<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    try {
-      return await fn();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
-    }
-  }
-}
-
 export class SandboxManager {
   readonly #live = new Map<string, LiveSandbox>();
   /** Restores in flight across all requests (a restoring child is CPU-bound; see fork.ts). */
-  readonly #restores = new Semaphore(defaultRestoreConcurrency());
+  readonly #restores = new RestoreWindow();
   readonly #ttl = new Map<string, NodeJS.Timeout>();
   #closing = false;
 
@@ -115,7 +95,7 @@ export class SandboxManager {
     if (this.#closing) throw new ForkdError('unavailable', 'the daemon is shutting down; retry against its successor');
     const tag = assertTag(req.snapshotTag, 'snapshot tag');
     // Limits and egress are checked before any lookup, row or host change: a bad one is a 400.
-    const isolation = isolationFor(req, this.opts.defaultEgress ?? DEFAULT_EGRESS);
+    const isolation = isolationFor(req, this.opts.defaultEgress);
     // ...and so is a feature this daemon cannot provide (503 feature_unavailable, not a 500 later).
     if (isolation) assertFeatures(featuresAsked(isolation), this.opts.capabilities);
     if (this.store.getSnapshot(tag)?.status === 'writing') {
@@ -173,7 +153,7 @@ export class SandboxManager {
       n: req.n,
       id: (i) => ids[i]!,
       isolation,
-      gate: (restore) => this.#restores.use(restore),
+      window: this.#restores,
       onReady: (sandbox, i) => {
         const id = ids[i]!;
         this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
@@ -304,8 +284,8 @@ export class SandboxManager {
  */
 export function isolationFor(
   req: Pick<CreateSandboxesRequest, 'memoryLimitMiB' | 'cpuLimit' | 'pidsLimit' | 'perChildNetns' | 'egress'>,
-  defaultEgress: EgressPolicy = DEFAULT_EGRESS,
-): IsolationOptions | undefined {
+  defaultEgress: EgressPolicy,
+): IsolationSpec | undefined {
   if (req.egress !== undefined && !req.perChildNetns) {
     throw new ForkdError(
       'invalid_argument',
@@ -316,8 +296,8 @@ export function isolationFor(
     ...(req.memoryLimitMiB !== undefined ? { memoryMiB: req.memoryLimitMiB } : {}),
     ...(req.cpuLimit !== undefined ? { cpuLimit: req.cpuLimit } : {}),
     ...(req.pidsLimit !== undefined ? { pidsLimit: req.pidsLimit } : {}),
-    ...(req.perChildNetns ? { network: { egress: (req.egress ?? defaultEgress) as EgressPolicy } } : {}),
+    ...(req.perChildNetns ? { network: { egress: req.egress } } : {}),
   };
   if (Object.keys(opts).length === 0) return undefined;
-  return validateIsolationOptions(opts);
+  return validateIsolationOptions(opts, defaultEgress);
 }
