@@ -6,18 +6,26 @@ import { TAG_PATTERN } from '../lib/tag.js';
 import { SANDBOX_ID_PATTERN } from '../lib/ids.js';
 import { ERROR_CODES } from '../lib/errors.js';
 import { FORKD_VERSION } from '../lib/version.js';
-import { MEM_MIB_RANGE, VCPU_RANGE } from '../core/snapshot-create.js';
-import { FORK_N_RANGE } from '../core/fork.js';
-import { TTL_SECS_RANGE } from '../core/controller/sandboxes.js';
 import {
-  DOWNTIME_MS_RANGE,
   FEATURES,
   MAX_EVAL_CODE_BYTES,
   MAX_EXEC_STDIN_BYTES,
   MAX_LIST_ENTRIES,
   MAX_PATH_BYTES,
 } from '../core/api-surface.js';
-import { LIMIT_RANGES, MAX_ALLOW_CIDRS } from '../lib/limits.js';
+import {
+  BOOT_WAIT_SECS,
+  DOWNTIME_MS_RANGE,
+  EVAL_TIMEOUT_SECS,
+  EXEC_TIMEOUT_SECS,
+  FORK_N_RANGE,
+  LIMIT_RANGES,
+  MAX_ALLOW_CIDRS,
+  MEM_MIB_RANGE,
+  METADATA_LIMITS,
+  TTL_SECS_RANGE,
+  VCPU_RANGE,
+} from '../lib/contract.js';
 import { SANDBOX_STATES, SNAPSHOT_STATUSES } from '../core/state/store.js';
 
 /** A gateway lists the sandboxes of a node it cannot reach as `lost` (no node ever says it). */
@@ -47,11 +55,6 @@ const bool = { type: 'boolean' } as const;
 const json = (schema: Schema): Schema => ({ content: { 'application/json': { schema } } });
 const reply = (description: string, schema: Schema): Schema => ({ description, ...json(schema) });
 const noContent = { description: 'done, no body' } as const;
-
-export const SECONDS_MAX_BOOT_WAIT = 60;
-export const EXEC_TIMEOUT_SECS = { min: 1, max: 86_400, default: 60 } as const;
-export const EVAL_TIMEOUT_SECS = { min: 1, max: 3600, default: 30 } as const;
-export const METADATA_LIMITS = { entries: 32, keyChars: 64, valueChars: 1024 } as const;
 
 const pathQuery = {
   name: 'path',
@@ -128,11 +131,11 @@ const schemas: Record<string, Schema> = {
   CreateSnapshot: obj(['tag'], {
     tag: ref('Tag'),
     image: { ...ref('Tag'), default: 'default' },
-    mem_mib: int(MEM_MIB_RANGE.min, MEM_MIB_RANGE.max, { default: 512 }),
-    vcpus: int(VCPU_RANGE.min, VCPU_RANGE.max, { default: 1 }),
+    mem_mib: int(MEM_MIB_RANGE.min, MEM_MIB_RANGE.max, { default: MEM_MIB_RANGE.default }),
+    vcpus: int(VCPU_RANGE.min, VCPU_RANGE.max, { default: VCPU_RANGE.default }),
     warmup: arr(str({ minLength: 1, maxLength: 16_384 }), { maxItems: 64, default: [] }),
-    boot_wait_secs: int(1, SECONDS_MAX_BOOT_WAIT, {
-      default: SECONDS_MAX_BOOT_WAIT,
+    boot_wait_secs: int(BOOT_WAIT_SECS.min, BOOT_WAIT_SECS.max, {
+      default: BOOT_WAIT_SECS.default,
       description: 'readiness timeout of the parent boot (the agent answering), not a sleep',
     }),
   }),
@@ -199,7 +202,7 @@ const schemas: Record<string, Schema> = {
   SandboxList: obj(['sandboxes'], { sandboxes: arr(ref('Sandbox')) }),
   CreateSandboxes: obj(['snapshot_tag'], {
     snapshot_tag: ref('Tag'),
-    n: int(FORK_N_RANGE.min, FORK_N_RANGE.max, { default: 1 }),
+    n: int(FORK_N_RANGE.min, FORK_N_RANGE.max, { default: FORK_N_RANGE.default }),
     memory_limit_mib: int(LIMIT_RANGES.memoryMiB.min, LIMIT_RANGES.memoryMiB.max, {
       description:
         'cgroup memory limit of the sandbox (QEMU + the pages it diverges from the snapshot); an OOM kill ends the sandbox `failed` with reason `oom`',

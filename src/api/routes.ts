@@ -7,7 +7,7 @@ import type { SnapshotService } from '../core/controller/snapshots.js';
 import type { SandboxState } from '../core/state/store.js';
 import type { Handler } from './http.js';
 import type { Metrics } from './metrics.js';
-import { DOWNTIME_MS_RANGE } from '../core/api-surface.js';
+import { DOWNTIME_MS_RANGE } from '../lib/contract.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { guestHandlers } from './routes-guest.js';
 import { nodeHandlers, type NodeFacts } from './routes-node.js';

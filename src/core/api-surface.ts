@@ -4,6 +4,5 @@
 export type { EvalResult, ExecRequest, ExecResult } from '../agent/client.js';
 export type { FileEntry } from '../protocol/index.js';
 export { MAX_EVAL_CODE_BYTES, MAX_EXEC_STDIN_BYTES, MAX_LIST_ENTRIES, MAX_PATH_BYTES } from '../protocol/limits.js';
-export { DOWNTIME_MS_RANGE } from '../vmm/live-migrate.js';
 export { FEATURES, probeHostCapabilities, type Feature, type HostCapabilities } from '../host/capabilities.js';
 export { hostAvailableBytes } from '../host/memory.js';

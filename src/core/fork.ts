@@ -8,8 +8,6 @@ import type { IsolationSpec } from './isolation.js';
 import { restoreChild, type LoadedSnapshot, type Sandbox } from './sandbox.js';
 import { loadSnapshot } from './snapshot-store.js';
 
-export const FORK_N_RANGE = { min: 1, max: 1000 } as const;
-
 /**
  * Restores in flight at once. A restoring child is CPU-bound until its agent answers (under
  * TCG every code path is translated afresh in each QEMU); starting all N at once on a small

@@ -8,6 +8,7 @@ import { ForkdError, messageOf } from '../lib/errors.js';
 import { formatBytes, freeSpace } from '../host/disk.js';
 import { exists } from '../lib/fsutil.js';
 import { assertTag } from '../lib/tag.js';
+import { MEM_MIB_RANGE, VCPU_RANGE } from '../lib/contract.js';
 import { TeardownStack } from '../lib/teardown.js';
 import { FORKD_VERSION } from '../lib/version.js';
 import { readImageManifest } from '../image/manifest.js';
@@ -38,9 +39,6 @@ export interface CreateSnapshotOptions {
   kernelTuning?: boolean;
   onProgress?: (msg: string) => void;
 }
-
-export const MEM_MIB_RANGE = { min: 128, max: 16384 } as const;
-export const VCPU_RANGE = { min: 1, max: 16 } as const;
 
 export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptions): Promise<SnapshotMeta> {
   const tag = assertTag(opts.tag, 'snapshot tag');

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ForkdError, errnoOf, messageOf } from '../lib/errors.js';
 import { assertSandboxId } from '../lib/ids.js';
 import { exists } from '../lib/fsutil.js';
-import { LIMIT_RANGES } from '../lib/limits.js';
+import { LIMIT_RANGES } from '../lib/contract.js';
 import { detectCgroups, type CgroupInfo, type LimitController } from './cgroups-detect.js';
 
 /** The directory under each hierarchy that holds every sandbox's cgroup. */

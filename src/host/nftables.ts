@@ -7,7 +7,7 @@
 // Each ruleset replaces its table atomically ("table; delete table; table {...}" is one
 // transaction), so applying it again is harmless.
 import { ForkdError } from '../lib/errors.js';
-import { MAX_ALLOW_CIDRS } from '../lib/limits.js';
+import { MAX_ALLOW_CIDRS } from '../lib/contract.js';
 
 export type EgressPolicy = 'allow' | 'deny' | { allow: string[] };
 

@@ -3,15 +3,16 @@
 // agent that wants one passes ["sh", "-c", script] itself); paths and code go as JSON fields.
 import { z } from 'zod';
 import { ForkdApiError, Sandbox, type Controller } from '../sdk/index.js';
+import { EVAL_TIMEOUT_SECS, EXEC_TIMEOUT_SECS, FORK_N_RANGE, LIMIT_RANGES, TTL_SECS_RANGE } from '../lib/contract.js';
+import { TAG_PATTERN } from '../lib/tag.js';
+import { SANDBOX_ID_PATTERN } from '../lib/ids.js';
 
-const TAG = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/)
-  .describe('snapshot tag');
-const ID = z
-  .string()
-  .regex(/^sb-[a-z2-7]{16}$/)
-  .describe('sandbox id (sb-...)');
+// The same rules as the API's schema (lib/contract.ts, lib/tag.ts, lib/ids.ts), so a model
+// hears about a bad argument from the tool's schema rather than from a 400.
+const TAG = z.string().regex(TAG_PATTERN).describe('snapshot tag');
+const ID = z.string().regex(SANDBOX_ID_PATTERN).describe('sandbox id (sb-...)');
+const range = (n: z.ZodNumber, r: { readonly min: number; readonly max: number }): z.ZodNumber =>
+  n.min(r.min).max(r.max);
 const PATH = z.string().startsWith('/').describe('absolute path inside the sandbox');
 
 export interface ToolResult {
@@ -61,11 +62,17 @@ export function forkdTools(c: Controller): ToolDef[] {
       description: 'Start n copy-on-write sandboxes from a snapshot; returns their ids.',
       inputSchema: {
         snapshot: TAG,
-        n: z.number().int().min(1).max(100).default(1).describe('how many'),
-        ttl_secs: z.number().int().min(1).max(604_800).optional().describe('stop them after this many seconds'),
-        memory_limit_mib: z.number().int().optional().describe("each sandbox's memory limit (cgroup); OOM ends it"),
-        cpu_limit: z.number().optional().describe("each sandbox's CPU quota in CPUs (0.5 = half of one)"),
-        pids_limit: z.number().int().optional().describe("each sandbox's limit on QEMU tasks"),
+        n: range(z.number().int(), FORK_N_RANGE).default(FORK_N_RANGE.default).describe('how many'),
+        ttl_secs: range(z.number().int(), TTL_SECS_RANGE).optional().describe('stop them after this many seconds'),
+        memory_limit_mib: range(z.number().int(), LIMIT_RANGES.memoryMiB)
+          .optional()
+          .describe("each sandbox's memory limit (cgroup); OOM ends it"),
+        cpu_limit: range(z.number(), LIMIT_RANGES.cpuLimit)
+          .optional()
+          .describe("each sandbox's CPU quota in CPUs (0.5 = half of one)"),
+        pids_limit: range(z.number().int(), LIMIT_RANGES.pidsLimit)
+          .optional()
+          .describe("each sandbox's limit on QEMU tasks"),
         per_child_netns: z.boolean().optional().describe('give each sandbox a network (its own namespace)'),
         egress: z
           .union([z.enum(['allow', 'deny']), z.object({ allow: z.array(z.string()) }).strict()])
@@ -135,11 +142,11 @@ export function forkdTools(c: Controller): ToolDef[] {
         args: z.array(z.string()).min(1).describe('argv: program and its arguments'),
         cwd: PATH.optional(),
         stdin: z.string().optional(),
-        timeout_secs: z.number().int().min(1).max(3600).default(60),
+        timeout_secs: range(z.number().int(), EXEC_TIMEOUT_SECS).default(EXEC_TIMEOUT_SECS.default),
       },
       handler: async (a) => {
         const r = await sb(a.id).commands.run(a.args as string[], {
-          timeoutMs: ((a.timeout_secs as number | undefined) ?? 60) * 1000,
+          timeoutMs: ((a.timeout_secs as number | undefined) ?? EXEC_TIMEOUT_SECS.default) * 1000,
           ...(a.cwd !== undefined ? { cwd: a.cwd as string } : {}),
           ...(a.stdin !== undefined ? { stdin: a.stdin as string } : {}),
         });
@@ -161,12 +168,12 @@ export function forkdTools(c: Controller): ToolDef[] {
         id: ID,
         code: z.string(),
         language: z.enum(['js', 'python']).default('js'),
-        timeout_secs: z.number().int().min(1).max(3600).default(30),
+        timeout_secs: range(z.number().int(), EVAL_TIMEOUT_SECS).default(EVAL_TIMEOUT_SECS.default),
       },
       handler: (a) =>
         sb(a.id).eval(a.code as string, {
           language: (a.language as 'js' | 'python' | undefined) ?? 'js',
-          timeoutSecs: (a.timeout_secs as number | undefined) ?? 30,
+          timeoutSecs: (a.timeout_secs as number | undefined) ?? EVAL_TIMEOUT_SECS.default,
         }),
     },
     {

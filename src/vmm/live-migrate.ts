@@ -18,7 +18,6 @@ import { deadlineSignal } from '../lib/deadline.js';
 import { openMigrationSink } from './migration-sink.js';
 import type { QmpClient, QmpEvent } from './qmp.js';
 
-export const DOWNTIME_MS_RANGE = { min: 1, max: 1000, default: 20 } as const;
 /**
  * QEMU's default cap (128 MiB/s) is meant for links shared with other traffic; this stream goes
  * to a local file and the source may be paused while it flows (measured: 192 MiB took 1.43 s at

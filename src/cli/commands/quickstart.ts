@@ -5,7 +5,7 @@ import { loadLocalConfig } from '../../lib/config.js';
 import { assertTag } from '../../lib/tag.js';
 import { DataPaths } from '../../core/paths.js';
 import { listSnapshots, removeSnapshot } from '../../core/snapshot-store.js';
-import { FORK_N_RANGE } from '../../core/fork.js';
+import { FORK_N_RANGE } from '../../lib/contract.js';
 import { intFlag } from '../args.js';
 import { EXIT_OK, type Command } from '../command.js';
 import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';

@@ -18,7 +18,6 @@ import type { SandboxRow, SandboxState, StateStore } from '../state/store.js';
 import type { ControllerHooks } from './events.js';
 import { liveFromSandbox, type LiveSandbox } from './live.js';
 
-export const TTL_SECS_RANGE = { min: 1, max: 7 * 24 * 3600 } as const;
 /** Marks a `stopping` row whose DELETE was under way (reconcile finishes it by removing the row). */
 export const DELETING = 'deleting';
 

@@ -1,6 +1,6 @@
 // `forkd sandbox branch ID [--tag T]`: save a running sandbox as a new snapshot (BRANCH) through
 // the daemon; prints the new tag (or --json). The sandbox keeps running.
-import { DOWNTIME_MS_RANGE } from '../../../vmm/live-migrate.js';
+import { DOWNTIME_MS_RANGE } from '../../../lib/contract.js';
 import { ForkdError } from '../../../lib/errors.js';
 import { intFlag } from '../../args.js';
 import { EXIT_OK, type Command } from '../../command.js';

@@ -6,6 +6,7 @@ import { intFlag } from '../../args.js';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../../command.js';
 import { openController } from '../../daemon.js';
 import { clientFlags, JSON_FLAG, parseFlags } from '../../flags.js';
+import { EVAL_TIMEOUT_SECS } from '../../../lib/contract.js';
 
 const FLAGS = {
   language: {
@@ -14,7 +15,12 @@ const FLAGS = {
     default: 'js',
     help: "js: the guest's persistent JS context; python: its warm Python worker",
   },
-  'timeout-secs': { type: 'string', value: 'SECS', default: '30', help: 'bound of the evaluation in the guest' },
+  'timeout-secs': {
+    type: 'string',
+    value: 'SECS',
+    default: String(EVAL_TIMEOUT_SECS.default),
+    help: `bound of the evaluation in the guest, ${EVAL_TIMEOUT_SECS.min} to ${EVAL_TIMEOUT_SECS.max}`,
+  },
   json: JSON_FLAG,
   ...clientFlags(),
 } as const;
@@ -39,7 +45,7 @@ export const sandboxEvalCommand: Command = {
     const language = values.language ?? 'js';
     if (language !== 'js' && language !== 'python')
       throw new ForkdError('invalid_argument', `--language must be js or python, got ${JSON.stringify(language)}`);
-    const timeoutSecs = intFlag('timeout-secs', values['timeout-secs'], 30, { min: 1, max: 3600 });
+    const timeoutSecs = intFlag('timeout-secs', values['timeout-secs'], EVAL_TIMEOUT_SECS.default, EVAL_TIMEOUT_SECS);
     const sb = await Sandbox.connect(id, { controller: await openController(values) });
     const r = await sb.eval(code, { language, timeoutSecs });
     if (values.json) {

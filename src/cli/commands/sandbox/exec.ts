@@ -8,13 +8,14 @@ import { intFlag } from '../../args.js';
 import type { Command } from '../../command.js';
 import { openController } from '../../daemon.js';
 import { clientFlags, parseFlags } from '../../flags.js';
+import { EXEC_TIMEOUT_SECS } from '../../../lib/contract.js';
 
 const FLAGS = {
   'timeout-secs': {
     type: 'string',
     value: 'SECS',
-    default: '60',
-    help: "kill the command's process group in the guest after this long (exit 124)",
+    default: String(EXEC_TIMEOUT_SECS.default),
+    help: `kill the command's process group in the guest after this long (exit 124), ${EXEC_TIMEOUT_SECS.min} to ${EXEC_TIMEOUT_SECS.max}`,
   },
   cwd: { type: 'string', value: 'DIR', help: 'working directory in the guest' },
   env: { type: 'string', value: 'K=V', multiple: true, help: "added to the command's environment" },
@@ -46,7 +47,7 @@ export const sandboxExecCommand: Command = {
       if (eq <= 0) throw new ForkdError('invalid_argument', `--env must be K=V, got ${JSON.stringify(kv)}`);
       env[kv.slice(0, eq)] = kv.slice(eq + 1);
     }
-    const timeoutSecs = intFlag('timeout-secs', values['timeout-secs'], 60, { min: 1, max: 86_400 });
+    const timeoutSecs = intFlag('timeout-secs', values['timeout-secs'], EXEC_TIMEOUT_SECS.default, EXEC_TIMEOUT_SECS);
     const controller = await openController(values);
     const sb = await Sandbox.connect(id, { controller });
     const r = await sb.commands.run(cmd, {

@@ -4,7 +4,8 @@
 // them in the daemon and kills them at the end, Ctrl-C included.
 import { assertTag } from '../../../lib/tag.js';
 import { ForkdError } from '../../../lib/errors.js';
-import { disposeAll, forkChildren, FORK_N_RANGE, type ForkResult } from '../../../core/fork.js';
+import { disposeAll, forkChildren, type ForkResult } from '../../../core/fork.js';
+import { FORK_N_RANGE } from '../../../lib/contract.js';
 import { measureMemory, type MemoryReport } from '../../../core/memory-report.js';
 import type { Sandbox } from '../../../core/sandbox.js';
 import { hostAvailableBytes } from '../../../host/memory.js';
@@ -20,7 +21,13 @@ import { SPAWN_TIMEOUT_SECS } from './spawn.js';
 
 const FLAGS = {
   tag: { type: 'string', value: 'TAG', help: 'snapshot to start the sandboxes from (required)' },
-  n: { type: 'string', short: 'n', value: 'N', default: '1', help: 'how many sandboxes, 1 to 1000' },
+  n: {
+    type: 'string',
+    short: 'n',
+    value: 'N',
+    default: String(FORK_N_RANGE.default),
+    help: `how many sandboxes, ${FORK_N_RANGE.min} to ${FORK_N_RANGE.max}`,
+  },
   exec: { type: 'string', value: 'CMD', help: 'shell command to run in each (sh -c)' },
   eval: { type: 'string', value: 'CODE', help: 'code to evaluate in each instead' },
   language: { type: 'string', value: 'js|python', default: 'js', help: 'language of --eval' },
@@ -64,7 +71,7 @@ export const sandboxRunCommand: Command = {
     const { values, mode } = parseModeFlags(ctx, argv, FLAGS);
     if (values.tag === undefined) throw new ForkdError('invalid_argument', '--tag is required');
     const tag = assertTag(values.tag, 'snapshot tag');
-    const n = intFlag('n', values.n, 1, FORK_N_RANGE);
+    const n = intFlag('n', values.n, FORK_N_RANGE.default, FORK_N_RANGE);
     if (values.exec !== undefined && values.eval !== undefined)
       throw new ForkdError('invalid_argument', 'give --exec or --eval, not both');
     const language = values.language ?? 'js';

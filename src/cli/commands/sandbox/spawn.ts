@@ -1,7 +1,7 @@
 // `forkd sandbox spawn --tag T -n N`: restore N sandboxes of a snapshot in the daemon, where they
 // keep running; prints one id a line (or --json), and a warning line per daemon warning on stderr.
 import { ForkdError } from '../../../lib/errors.js';
-import { LIMIT_RANGES } from '../../../lib/limits.js';
+import { FORK_N_RANGE, LIMIT_RANGES, TTL_SECS_RANGE } from '../../../lib/contract.js';
 import { parseEgressPolicy } from '../../../host/nftables.js';
 import type { EgressPolicy } from '../../../sdk/index.js';
 import { intFlag, listFlag, numberFlag } from '../../args.js';
@@ -29,7 +29,13 @@ export function egressFlag(raw: string | undefined): EgressPolicy | undefined {
 
 const FLAGS = {
   tag: { type: 'string', value: 'TAG', help: 'snapshot to restore (required)' },
-  n: { type: 'string', short: 'n', value: 'N', default: '1', help: 'how many sandboxes, 1 to 1000' },
+  n: {
+    type: 'string',
+    short: 'n',
+    value: 'N',
+    default: String(FORK_N_RANGE.default),
+    help: `how many sandboxes, ${FORK_N_RANGE.min} to ${FORK_N_RANGE.max}`,
+  },
   'ttl-secs': { type: 'string', value: 'SECS', default: 'none', help: 'the daemon kills each sandbox after this long' },
   'memory-limit-mib': {
     type: 'string',
@@ -78,7 +84,7 @@ export const sandboxSpawnCommand: Command = {
   async run(argv, ctx) {
     const { values } = parseFlags(argv, FLAGS);
     if (values.tag === undefined) throw new ForkdError('invalid_argument', '--tag is required');
-    const n = intFlag('n', values.n, 1, { min: 1, max: 1000 });
+    const n = intFlag('n', values.n, FORK_N_RANGE.default, FORK_N_RANGE);
     const metadata: Record<string, string> = {};
     for (const kv of values.meta ?? []) {
       const eq = kv.indexOf('=');
@@ -95,7 +101,7 @@ export const sandboxSpawnCommand: Command = {
         snapshot_tag: values.tag,
         n,
         ...(values['ttl-secs'] !== undefined
-          ? { ttl_secs: intFlag('ttl-secs', values['ttl-secs'], 0, { min: 1, max: 604_800 }) }
+          ? { ttl_secs: intFlag('ttl-secs', values['ttl-secs'], 0, TTL_SECS_RANGE) }
           : {}),
         ...(values['memory-limit-mib'] !== undefined
           ? {

@@ -3,7 +3,8 @@
 // it to ready.
 import { ForkdError } from '../../../lib/errors.js';
 import { assertTag } from '../../../lib/tag.js';
-import { createSnapshot, MEM_MIB_RANGE, VCPU_RANGE } from '../../../core/snapshot-create.js';
+import { createSnapshot } from '../../../core/snapshot-create.js';
+import { BOOT_WAIT_SECS, MEM_MIB_RANGE, VCPU_RANGE } from '../../../lib/contract.js';
 import { intFlag, listFlag } from '../../args.js';
 import { EXIT_OK, type CliContext, type Command } from '../../command.js';
 import { openController, parseModeFlags } from '../../daemon.js';
@@ -13,13 +14,23 @@ import { createProgress } from '../../progress.js';
 
 const LOCAL_BOOT_TIMEOUT_SECS = 120;
 /** The daemon's bound (and default) for boot_wait_secs. */
-const DAEMON_BOOT_TIMEOUT_SECS = { min: 1, max: 60 };
+const DAEMON_BOOT_TIMEOUT_SECS = BOOT_WAIT_SECS;
 
 const FLAGS = {
   tag: { type: 'string', value: 'TAG', help: 'name of the new snapshot: letters, digits, - and _ (required)' },
   image: { type: 'string', value: 'NAME', default: 'default', help: 'image to boot (forkd image build)' },
-  'mem-mib': { type: 'string', value: 'MIB', default: '512', help: 'guest RAM, 128 to 16384' },
-  vcpus: { type: 'string', value: 'N', default: '1', help: 'virtual CPUs, 1 to 16' },
+  'mem-mib': {
+    type: 'string',
+    value: 'MIB',
+    default: String(MEM_MIB_RANGE.default),
+    help: `guest RAM, ${MEM_MIB_RANGE.min} to ${MEM_MIB_RANGE.max}`,
+  },
+  vcpus: {
+    type: 'string',
+    value: 'N',
+    default: String(VCPU_RANGE.default),
+    help: `virtual CPUs, ${VCPU_RANGE.min} to ${VCPU_RANGE.max}`,
+  },
   warmup: { type: 'string', value: 'CMD', multiple: true, help: 'shell command run in the parent before saving' },
   'boot-timeout-secs': {
     type: 'string',
@@ -65,8 +76,8 @@ export const snapshotCreateCommand: Command = {
 async function createHere(values: Values, rawTag: string, ctx: CliContext): Promise<number> {
   const tag = assertTag(rawTag, 'snapshot tag');
   const image = assertTag(values.image ?? 'default', 'image name');
-  const memMiB = intFlag('mem-mib', values['mem-mib'], 512, MEM_MIB_RANGE);
-  const vcpus = intFlag('vcpus', values.vcpus, 1, VCPU_RANGE);
+  const memMiB = intFlag('mem-mib', values['mem-mib'], MEM_MIB_RANGE.default, MEM_MIB_RANGE);
+  const vcpus = intFlag('vcpus', values.vcpus, VCPU_RANGE.default, VCPU_RANGE);
   const bootTimeoutSecs = intFlag('boot-timeout-secs', values['boot-timeout-secs'], LOCAL_BOOT_TIMEOUT_SECS, {
     min: 1,
     max: 3600,
@@ -102,8 +113,10 @@ async function createInDaemon(values: Values, tag: string, ctx: CliContext): Pro
   let s = await c.snapshots.create({
     tag,
     ...(values.image !== undefined ? { image: values.image } : {}),
-    ...(values['mem-mib'] !== undefined ? { mem_mib: intFlag('mem-mib', values['mem-mib'], 512, MEM_MIB_RANGE) } : {}),
-    ...(values.vcpus !== undefined ? { vcpus: intFlag('vcpus', values.vcpus, 1, VCPU_RANGE) } : {}),
+    ...(values['mem-mib'] !== undefined
+      ? { mem_mib: intFlag('mem-mib', values['mem-mib'], MEM_MIB_RANGE.default, MEM_MIB_RANGE) }
+      : {}),
+    ...(values.vcpus !== undefined ? { vcpus: intFlag('vcpus', values.vcpus, VCPU_RANGE.default, VCPU_RANGE) } : {}),
     ...(values.warmup !== undefined ? { warmup: values.warmup } : {}),
     ...(bootRaw !== undefined
       ? {
