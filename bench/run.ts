@@ -17,6 +17,7 @@ import { packBench, packMarkdown } from './pack-bench.js';
 import { branchBench, branchMarkdown } from './branch-bench.js';
 import { tuningBench, tuningMarkdown } from './tuning-bench.js';
 import { multinodeBench, multinodeMarkdown } from './multinode-bench.js';
+import { parkedBench, parkedMarkdown } from './parked-bench.js';
 
 /** Measurements made by hand while choosing the tuning (restore-only runs, HMP info jit). */
 const TUNING_NOTES = [
@@ -153,6 +154,23 @@ async function main(): Promise<void> {
         `# Spawn over REST (forkd-controller) vs local mode\n\n${machineMarkdown(machine)}\n- Image: default, 512 MiB guest RAM, 1 vCPU; the daemon on 127.0.0.1 (plain HTTP, no token) in a separate process.\n- REST: \`POST /v1/sandboxes {n}\` answers once every child's agent answered \`identity\`; then \`POST /v1/sandboxes/{id}/ping\` for each. Local: \`forkChildren\` in the bench process, then \`agent.ping()\` for each.\n\n${controllerMarkdown(result)}\n`,
       );
       log('wrote bench/results/controller.{json,md}');
+    } finally {
+      await removeSnapshot(core.paths, tag).catch(() => undefined);
+    }
+  }
+
+  if (only.length === 0 || only.includes('parked')) {
+    const tag = `bench-park-${Date.now().toString(36)}`;
+    log(`snapshot ${tag} (default)`);
+    await createSnapshot(core, { tag, image: 'default', memMiB: 512, vcpus: 1, warmup: [], bootTimeoutMs: 300_000 });
+    try {
+      const result = await parkedBench(core, { tag, rounds: 10, log });
+      await writeFile(`${RESULTS}parked.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
+      await writeFile(
+        `${RESULTS}parked.md`,
+        `# One child with and without a parked VMM\n\n${machineMarkdown(machine)}\n- Image: default (busybox + the native agent), 512 MiB guest RAM, 1 vCPU, no isolation (parked VMMs serve only spawns without limits or netns).\n- "Ready" = the child's agent replied to \`identity\`, timed from the spawn (for a parked child: from taking it).\n\n${parkedMarkdown(result)}\n`,
+      );
+      log('wrote bench/results/parked.{json,md}');
     } finally {
       await removeSnapshot(core.paths, tag).catch(() => undefined);
     }

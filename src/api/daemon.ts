@@ -20,7 +20,8 @@ import { createPipeline } from './http.js';
 import { Metrics } from './metrics.js';
 import { checkPosture } from './posture.js';
 import { FEATURES, probeHostCapabilities } from '../core/api-surface.js';
-import { nodeKeyOf } from '../lib/ids.js';
+import { newSandboxId, nodeKeyOf } from '../lib/ids.js';
+import { ParkedVmms } from '../core/parked-vmms.js';
 import { handlers, type ApiCore } from './routes.js';
 import { listen } from './server.js';
 import { compileOperations } from './validation.js';
@@ -68,9 +69,12 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     branchesInFlight: () => branches.inFlight,
     branchConcurrencyCap: () => cfg.branchConcurrency,
     buildInfo: () => ({ version: FORKD_VERSION, node: process.version, qemu, accel: ctx.facts.accel.accel }),
+    parked: () => parked.stats(),
   });
   const hooks: ControllerHooks = {
     event: (e) => {
+      // A deleted snapshot's parked VMMs would never be handed out again (take checks identity).
+      if (e.event === 'snapshot.deleted' && e.snapshotTag) void parked.drain(e.snapshotTag);
       audit.event({
         event: e.event,
         ...(e.sandboxId ? { sandbox_id: e.sandboxId } : {}),
@@ -85,11 +89,13 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
       metrics.restoreLatency.observe(t.restoreMs / 1000);
     },
   };
+  const parked = new ParkedVmms(ctx, { perSnapshot: cfg.parkedVmms, newId: () => newSandboxId(nodeKey) });
   const sandboxes = new SandboxManager(ctx, store, hooks, {
     maxSandboxes: cfg.maxSandboxes,
     defaultEgress: cfg.defaultEgress,
     capabilities,
     nodeKey,
+    parked,
   });
   const activeUsers = (tag: string): string[] =>
     store
@@ -172,6 +178,8 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
           Promise.all([snapshots.idle(), branches.idle()]),
           sleep(Math.max(0, deadline - Date.now())),
         ]);
+        // Parked VMMs are no sandboxes: never left for the next daemon.
+        await parked.close();
         await sandboxes.close({ kill: cfg.killOnExit });
         // Leftovers a crashed predecessor left half made are old enough to go by now.
         await removeDeadRunDirs(ctx).catch((err: unknown) =>

@@ -61,6 +61,8 @@ export interface GaugeSource {
   branchesInFlight(): number;
   branchConcurrencyCap(): number;
   buildInfo(): Labels;
+  /** Parked VMMs per snapshot, and spawned children that found one (hits) or not (misses). */
+  parked?(): { parked: Record<string, number>; hits: number; misses: number };
 }
 
 export class Metrics {
@@ -110,6 +112,7 @@ export class Metrics {
         [{}, s.branchConcurrencyCap()],
       ]),
       ...gauge('forkd_build_info', 'Build facts of this daemon; always 1.', [[s.buildInfo(), 1]]),
+      ...parkedLines(s.parked?.(), gauge),
       ...this.spawnLatency.render(),
       ...this.restoreLatency.render(),
       ...this.httpRequests.render(),
@@ -124,4 +127,25 @@ function labelText(labels: Labels): string {
   if (entries.length === 0) return '';
   const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
   return `{${entries.map(([k, v]) => `${k}="${esc(v)}"`).join(',')}}`;
+}
+
+/** The parked-VMM pool (core/parked-vmms.ts): a gauge per snapshot, two counters of spawned children. */
+function parkedLines(
+  p: { parked: Record<string, number>; hits: number; misses: number } | undefined,
+  gauge: (name: string, help: string, values: [Labels, number][]) => string[],
+): string[] {
+  if (!p) return [];
+  return [
+    ...gauge(
+      'forkd_parked_vmms',
+      'Child QEMUs started ahead of a spawn, waiting to restore, by snapshot (--parked-vmms).',
+      Object.entries(p.parked).map(([snapshot, n]): [Labels, number] => [{ snapshot }, n]),
+    ),
+    '# HELP forkd_parked_vmm_hits_total Spawned children that took a parked VMM.',
+    '# TYPE forkd_parked_vmm_hits_total counter',
+    `forkd_parked_vmm_hits_total ${p.hits}`,
+    '# HELP forkd_parked_vmm_misses_total Spawned children (without isolation) that found no parked VMM.',
+    '# TYPE forkd_parked_vmm_misses_total counter',
+    `forkd_parked_vmm_misses_total ${p.misses}`,
+  ];
 }

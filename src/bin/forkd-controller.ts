@@ -20,6 +20,8 @@ const USAGE = `usage: forkd-controller serve [options]
   --audit-log FILE         JSON lines (FORKD_AUDIT_LOG, default /var/log/forkd/audit.log); SIGHUP reopens
   --branch-concurrency N   BRANCH operations at once, >= 1 (FORKD_BRANCH_CONCURRENCY, default 4)
   --max-sandboxes N        active sandboxes at most (FORKD_MAX_SANDBOXES, default 1000)
+  --parked-vmms K          keep K child QEMUs started per hot snapshot so a spawn only restores
+                           (FORKD_PARKED_VMMS, default 0: none; spawns without limits or netns)
   --default-egress POLICY  allow | deny: egress of a per_child_netns sandbox whose spawn names no
                            "egress" (FORKD_DEFAULT_EGRESS, default deny)
   --kill-on-exit           stop every sandbox on SIGTERM/SIGINT (default: they keep running and
@@ -51,6 +53,7 @@ async function main(argv: string[]): Promise<number> {
         'audit-log': { type: 'string' },
         'branch-concurrency': { type: 'string' },
         'max-sandboxes': { type: 'string' },
+        'parked-vmms': { type: 'string' },
         'default-egress': { type: 'string' },
         'kill-on-exit': { type: 'boolean' },
         'insecure-no-tls': { type: 'boolean' },
@@ -113,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
       auditLog: v['audit-log'],
       branchConcurrency: v['branch-concurrency'],
       maxSandboxes: v['max-sandboxes'],
+      parkedVmms: v['parked-vmms'],
       defaultEgress: v['default-egress'],
       killOnExit: v['kill-on-exit'],
       insecureNoTls: v['insecure-no-tls'],

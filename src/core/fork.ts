@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { messageOf } from '../lib/errors.js';
 import type { CoreContext } from './context.js';
 import type { IsolationSpec } from './isolation.js';
+import type { ParkedVmm } from './parked-vmms.js';
 import { restoreChild, type LoadedSnapshot, type Sandbox } from './sandbox.js';
 import { loadSnapshot } from './snapshot-store.js';
 
@@ -98,6 +99,8 @@ export interface RestoreManyOptions {
   /** The sandbox id of child `i` (the daemon has inserted rows for them); default a new id. */
   id?: (i: number) => string;
   isolation?: IsolationSpec | undefined;
+  /** Child `i`'s parked VMM, when it has one (its id is then child `i`'s id). */
+  parked?: (i: number) => ParkedVmm | undefined;
   readyTimeoutMs?: number;
   /** Child `i` is ready; a throw here fails that child's result like a failed restore. */
   onReady?: (child: Sandbox, i: number) => void;
@@ -114,8 +117,10 @@ export function restoreMany(
 ): Promise<PromiseSettledResult<Sandbox>[]> {
   // Every child is queued at once; the window alone decides how many restore at a time.
   return mapWithConcurrency(opts.n, opts.n, async (i) => {
+    const parked = opts.parked?.(i);
     const child = await opts.window.use(() =>
       restoreChild(ctx, snap, {
+        ...(parked ? { parked } : {}),
         ...(opts.id ? { id: opts.id(i) } : {}),
         ...(opts.readyTimeoutMs !== undefined ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
         ...(opts.isolation ? { isolation: opts.isolation } : {}),

@@ -7,6 +7,8 @@
 //   connected" and must find it true when it wakes), then fd 3 is restored, then `identity`.
 // - `load-stream`: a BRANCH stream on fd 3 is loaded and the guest stays paused (no agent).
 // Every resource is pushed on the caller's teardown stack, so a failure anywhere unwinds it.
+// `startVm` is the part before readiness: a parked VMM (core/parked-vmms.ts) is a child
+// started that far ahead of its spawn, and `restoreStarted` finishes it.
 import { closeSync, openSync } from 'node:fs';
 import { chown, open } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
@@ -59,6 +61,16 @@ export interface LaunchedVm {
   marks: { started: number; restored: number; ready: number };
 }
 
+/** A VM up to its readiness step: run dir, isolation, QEMU spawned, QMP up, run record written. */
+export interface StartedVm {
+  id: string;
+  runDir: string;
+  vm: Vm;
+  isolation: Isolation | undefined;
+  /** performance.now() when QMP was up. */
+  started: number;
+}
+
 export async function launchVm(
   ctx: CoreContext,
   opts: LaunchOptions<Extract<Readiness, { kind: 'boot' | 'restore' }>>,
@@ -68,8 +80,55 @@ export async function launchVm(
   ctx: CoreContext,
   opts: LaunchOptions,
 ): Promise<LaunchedVm & { agent: AgentClient | undefined }> {
+  const { ready, logger, teardown } = opts;
+  const launched = await startVm(ctx, opts);
+  const { vm, started } = launched;
+  switch (ready.kind) {
+    case 'boot': {
+      const agent = await bootReady(vm, ready, logger);
+      teardown.push('agent', () => agent.close());
+      const now = performance.now();
+      return { ...launched, agent, marks: { started, restored: now, ready: now } };
+    }
+    case 'restore':
+      return { ...launched, ...(await restoreReady(vm, launched.id, ready, logger, teardown, started)) };
+    case 'load-stream': {
+      try {
+        await vm.loadIncomingFd3({
+          ignoreShared: false,
+          timeoutMs: ready.timeoutMs,
+          what: 'loading the BRANCH stream',
+        });
+      } catch (err) {
+        throw await withDiagnostics(vm.process, err, 'materialize');
+      }
+      const now = performance.now();
+      return { ...launched, agent: undefined, marks: { started, restored: now, ready: now } };
+    }
+  }
+}
+
+/**
+ * Finish a child started ahead of time (a parked VMM): restore fd 3, connect, identity. The
+ * marks count from `from` (when the spawn took it), so they say what the spawn waited for.
+ */
+export async function restoreStarted(
+  started: StartedVm,
+  ready: Extract<Readiness, { kind: 'restore' }>,
+  logger: Logger,
+  teardown: TeardownStack,
+  from: number,
+): Promise<LaunchedVm & { agent: AgentClient }> {
+  return { ...started, ...(await restoreReady(started.vm, started.id, ready, logger, teardown, from)) };
+}
+
+/** launchVm up to readiness: run dir, isolation, spawn, QMP, run record (`parked` when asked). */
+export async function startVm(
+  ctx: CoreContext,
+  opts: Omit<LaunchOptions, 'ready'> & { parked?: boolean },
+): Promise<StartedVm> {
   const { facts } = ctx;
-  const { teardown, logger, ready } = opts;
+  const { teardown, logger } = opts;
   const id = opts.id ?? newSandboxId();
   const runDir = await createRunDir(ctx.paths, id, facts.vmUser);
   teardown.push('run dir', () => removeRunDir(ctx.paths, id));
@@ -110,32 +169,9 @@ export async function launchVm(
     role: opts.role,
     pid: vm.pid,
     createdAt: new Date().toISOString(),
+    ...(opts.parked ? { parked: true } : {}),
   });
-  const started = performance.now();
-  const launched = { id, runDir, vm, isolation };
-  switch (ready.kind) {
-    case 'boot': {
-      const agent = await bootReady(vm, ready, logger);
-      teardown.push('agent', () => agent.close());
-      const now = performance.now();
-      return { ...launched, agent, marks: { started, restored: now, ready: now } };
-    }
-    case 'restore':
-      return { ...launched, ...(await restoreReady(vm, id, ready, logger, teardown, started)) };
-    case 'load-stream': {
-      try {
-        await vm.loadIncomingFd3({
-          ignoreShared: false,
-          timeoutMs: ready.timeoutMs,
-          what: 'loading the BRANCH stream',
-        });
-      } catch (err) {
-        throw await withDiagnostics(vm.process, err, 'materialize');
-      }
-      const now = performance.now();
-      return { ...launched, agent: undefined, marks: { started, restored: now, ready: now } };
-    }
-  }
+  return { id, runDir, vm, isolation, started: performance.now() };
 }
 
 async function bootReady(vm: Vm, ready: { timeoutMs: number; what: string }, logger: Logger): Promise<AgentClient> {

@@ -17,6 +17,8 @@ export interface RunRecord {
   role: 'parent' | 'child';
   pid: number;
   createdAt: string;
+  /** A child QEMU the daemon started ahead of any spawn (core/parked-vmms.ts): no sandbox yet. */
+  parked?: boolean;
 }
 
 /** A run dir being assembled: `run/.new-<id>.<pid>_<starttime>` (see removeDeadRunDirs for leftovers). */
@@ -74,7 +76,12 @@ export async function runDirOwner(dir: string): Promise<'alive' | 'gone' | 'unkn
   return (await identityAlive(identity)) ? 'alive' : 'gone';
 }
 
-/** Run records whose QEMU process is still alive (the process's cmdline names the run dir). */
+/**
+ * Run records whose QEMU process is still alive (the process's cmdline names the run dir).
+ * A parked VMM (no sandbox yet, core/parked-vmms.ts) is not listed: it uses no snapshot in the
+ * sense these callers ask (in use by, may it be removed); it holds its files open and is never
+ * handed out for a snapshot that is gone or replaced.
+ */
 export async function liveRunRecords(paths: DataPaths): Promise<RunRecord[]> {
   let names: string[];
   try {
@@ -89,6 +96,7 @@ export async function liveRunRecords(paths: DataPaths): Promise<RunRecord[]> {
     const dir = paths.runDir(name);
     // No record yet, or unreadable: not counted as live.
     const record = await readRunRecord(dir);
+    if (record?.parked === true) continue;
     if (typeof record?.pid === 'number' && (await processUsesDir(record.pid, dir))) live.push(record as RunRecord);
   }
   return live;

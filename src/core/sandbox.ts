@@ -8,7 +8,8 @@ import type { AgentClient } from '../agent/client.js';
 import type { Vm } from '../vmm/vm.js';
 import type { CoreContext } from './context.js';
 import type { Isolation, IsolationSpec } from './isolation.js';
-import { launchVm } from './launch-vm.js';
+import { launchVm, restoreStarted } from './launch-vm.js';
+import type { ParkedVmm } from './parked-vmms.js';
 import { SNAPSHOT_FILES } from './paths.js';
 import { releaseSandboxHost } from './sandbox-release.js';
 import type { SnapshotMeta } from './snapshot-meta.js';
@@ -22,6 +23,8 @@ export interface ChildTimings {
   restoreMs: number;
   /** Whole restore until the agent answered `identity` (the readiness point). */
   readyMs: number;
+  /** Whether the child was a parked VMM (core/parked-vmms.ts): then startMs is 0. */
+  parked: boolean;
 }
 
 export interface LoadedSnapshot {
@@ -62,8 +65,9 @@ export class Sandbox {
 export async function restoreChild(
   ctx: CoreContext,
   snap: LoadedSnapshot,
-  opts: { id?: string; readyTimeoutMs?: number; hostname?: string; isolation?: IsolationSpec } = {},
+  opts: { id?: string; readyTimeoutMs?: number; hostname?: string; isolation?: IsolationSpec; parked?: ParkedVmm } = {},
 ): Promise<Sandbox> {
+  if (opts.parked) return restoreParked(ctx, snap, opts.parked, opts);
   const id = opts.id ?? newSandboxId();
   const teardown = new TeardownStack();
   const t0 = performance.now();
@@ -87,10 +91,51 @@ export async function restoreChild(
       snap.tag,
       vm,
       agent,
-      { startMs: marks.started - t0, restoreMs: marks.restored - marks.started, readyMs: marks.ready - t0 },
+      {
+        startMs: marks.started - t0,
+        restoreMs: marks.restored - marks.started,
+        readyMs: marks.ready - t0,
+        parked: false,
+      },
       new Date(),
       ctx,
       isolation,
+    );
+  } catch (err) {
+    await teardown.unwind();
+    throw err;
+  }
+}
+
+/** restoreChild of a parked VMM: its QEMU is up already, so the spawn only restores. */
+async function restoreParked(
+  ctx: CoreContext,
+  snap: LoadedSnapshot,
+  parked: ParkedVmm,
+  opts: { readyTimeoutMs?: number; hostname?: string },
+): Promise<Sandbox> {
+  const { started, teardown, logger } = parked;
+  const t0 = performance.now();
+  try {
+    await parked.claim();
+    const timeoutMs = opts.readyTimeoutMs ?? 30_000;
+    const { vm, agent, marks } = await restoreStarted(
+      started,
+      { kind: 'restore', timeoutMs, hostname: opts.hostname ?? started.id },
+      logger,
+      teardown,
+      t0,
+    );
+    teardown.release();
+    return new Sandbox(
+      started.id,
+      snap.tag,
+      vm,
+      agent,
+      { startMs: 0, restoreMs: marks.restored - t0, readyMs: marks.ready - t0, parked: true },
+      new Date(),
+      ctx,
+      undefined,
     );
   } catch (err) {
     await teardown.unwind();

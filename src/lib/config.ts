@@ -47,6 +47,8 @@ export interface ControllerConfig {
   readonly auditLog: string;
   readonly branchConcurrency: number;
   readonly maxSandboxes: number;
+  /** Child QEMUs kept started per hot snapshot, so a spawn only restores (core/parked-vmms.ts); 0: none. */
+  readonly parkedVmms: number;
   /** Stop every sandbox on SIGTERM/SIGINT (default: they keep running and are re-adopted). */
   readonly killOnExit: boolean;
   /** Allow a non-loopback bind without TLS (loud warning). */
@@ -74,6 +76,7 @@ export interface ControllerFlags {
   auditLog?: string | undefined;
   branchConcurrency?: string | undefined;
   maxSandboxes?: string | undefined;
+  parkedVmms?: string | undefined;
   killOnExit?: boolean | undefined;
   insecureNoTls?: boolean | undefined;
   defaultEgress?: string | undefined;
@@ -84,6 +87,8 @@ export const DEFAULT_BIND = '127.0.0.1:8889';
 export const DEFAULT_AUDIT_LOG = '/var/log/forkd/audit.log';
 export const DEFAULT_BRANCH_CONCURRENCY = 4;
 export const DEFAULT_MAX_SANDBOXES = 1000;
+/** Off by default: parked QEMUs cost memory and CPU while nobody spawns (docs/API.md). */
+export const DEFAULT_PARKED_VMMS = 0;
 export const DEFAULT_HTTP_HEADERS_TIMEOUT_MS = 10_000;
 /** Receiving a request: a 64 MiB upload on a slow link; responses may stream longer. */
 export const DEFAULT_HTTP_REQUEST_TIMEOUT_MS = 300_000;
@@ -109,6 +114,10 @@ export function loadControllerConfig(flags: ControllerFlags = {}): ControllerCon
     maxSandboxes: intSetting('max-sandboxes', flags.maxSandboxes ?? env('FORKD_MAX_SANDBOXES'), DEFAULT_MAX_SANDBOXES, {
       min: 1,
       max: 100_000,
+    }),
+    parkedVmms: intSetting('parked-vmms', flags.parkedVmms ?? env('FORKD_PARKED_VMMS'), DEFAULT_PARKED_VMMS, {
+      min: 0,
+      max: 64,
     }),
     killOnExit: flags.killOnExit ?? false,
     insecureNoTls: flags.insecureNoTls ?? false,

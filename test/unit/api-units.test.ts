@@ -160,6 +160,10 @@ test('controller config: flags win over the environment, numbers are checked', (
   assert.equal(cfg.branchConcurrency, 8);
   assert.equal(cfg.maxSandboxes, 1000);
   assert.equal(cfg.killOnExit, false);
+  assert.equal(cfg.parkedVmms, 0, 'no parked VMMs unless asked');
+  assert.equal(loadControllerConfig({ parkedVmms: '4' }).parkedVmms, 4);
+  for (const bad of ['-1', '65', '2.5', 'x'])
+    assert.throws(() => loadControllerConfig({ parkedVmms: bad }), /--parked-vmms/, bad);
   for (const bad of ['0', '-1', '1.5', 'x', ''])
     assert.throws(() => loadControllerConfig({ branchConcurrency: bad }), /--branch-concurrency/, bad);
   assert.equal(cfg.defaultEgress, 'deny');

@@ -4,7 +4,8 @@
 // - creating/stopping rows (the previous daemon stopped mid-operation): any QEMU is killed,
 //   the run dir removed; a DELETE under way finishes, others become failed / stopped.
 // - terminal rows with a QEMU still running from their run dir: orphans, killed.
-// - run dirs whose recorded QEMU is dead (any owner): removed.
+// - run dirs whose recorded QEMU is dead (any owner): removed; parked VMMs (core/parked-vmms.ts)
+//   of a daemon that is gone: killed, removed.
 // - snapshot builds left `writing`: their parent QEMU and staging dirs removed, row `failed`
 //   (or `ready` when the dir was published, complete, before the crash).
 // - pack temp files and dirs (.recv-*, .unpack-*, ...) whose creating process is gone: removed.
@@ -135,6 +136,13 @@ export async function removeDeadRunDirs(ctx: CoreContext): Promise<string[]> {
       continue;
     }
     if (typeof record.pid === 'number' && !(await processAlive(record.pid))) {
+      await removeRunDir(ctx.paths, name);
+      removed.push(name);
+      continue;
+    }
+    // A parked VMM whose daemon is gone (killed): no sandbox will ever take it.
+    if (record.parked === true && typeof record.pid === 'number' && (await runDirOwner(dir)) === 'gone') {
+      await stopAdoptedQemu(record.pid, dir, { logger: ctx.logger });
       await removeRunDir(ctx.paths, name);
       removed.push(name);
     }

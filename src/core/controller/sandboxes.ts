@@ -10,6 +10,7 @@ import { assertSandboxId, newSandboxId } from '../../lib/ids.js';
 import { assertTag } from '../../lib/tag.js';
 import type { CoreContext } from '../context.js';
 import { RestoreWindow, restoreMany } from '../fork.js';
+import type { ParkedVmms } from '../parked-vmms.js';
 import { validateIsolationOptions, type IsolationOptions, type IsolationSpec } from '../isolation.js';
 import { assertFeatures, featuresAsked, type HostCapabilities } from '../../host/capabilities.js';
 import type { EgressPolicy } from '../../host/nftables.js';
@@ -48,6 +49,8 @@ export interface SandboxManagerOptions {
   capabilities?: HostCapabilities | undefined;
   /** Put this node key into every new id (lib/ids.ts), so a gateway routes by id alone. */
   nodeKey?: string | undefined;
+  /** Parked VMMs (`--parked-vmms`) a spawn without isolation takes before starting QEMUs. */
+  parked?: ParkedVmms | undefined;
 }
 
 export class SandboxManager {
@@ -128,7 +131,9 @@ export class SandboxManager {
     // No await between the count above and these inserts: concurrent creates cannot both pass.
     const t0 = performance.now();
     const now = new Date();
-    const ids = Array.from({ length: req.n }, () => newSandboxId(this.opts.nodeKey));
+    // Parked VMMs first (their ids become the sandboxes'); the rest start their QEMU now.
+    const parked = isolation ? [] : (this.opts.parked?.take(snap, req.n) ?? []);
+    const ids = Array.from({ length: req.n }, (_, i) => parked[i]?.started.id ?? newSandboxId(this.opts.nodeKey));
     this.store.insertSandboxes(
       ids.map((id) => ({
         id,
@@ -152,6 +157,7 @@ export class SandboxManager {
       n: req.n,
       id: (i) => ids[i]!,
       isolation,
+      parked: (i) => parked[i],
       window: this.#restores,
       onReady: (sandbox, i) => {
         const id = ids[i]!;
@@ -161,6 +167,8 @@ export class SandboxManager {
         this.hooks.event({ event: 'sandbox.created', sandboxId: id, snapshotTag: tag, requestId: req.requestId });
       },
     });
+    // The snapshot is hot: park the next children's QEMUs now that these have restored.
+    if (!isolation) this.opts.parked?.noteSpawn(snap);
     settled.forEach((s, i) => {
       if (s.status === 'fulfilled') return;
       const id = ids[i]!;
