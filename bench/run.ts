@@ -168,7 +168,7 @@ async function main(): Promise<void> {
       await writeFile(`${RESULTS}parked.json`, `${JSON.stringify({ machine, ...result }, null, 2)}\n`);
       await writeFile(
         `${RESULTS}parked.md`,
-        `# One child with and without a parked VMM\n\n${machineMarkdown(machine)}\n- Image: default (busybox + the native agent), 512 MiB guest RAM, 1 vCPU, no isolation (parked VMMs serve only spawns without limits or netns).\n- "Ready" = the child's agent replied to \`identity\`, timed from the spawn (for a parked child: from taking it).\n\n${parkedMarkdown(result)}\n`,
+        `# One child with and without a parked VMM\n\n${machineMarkdown(machine)}\n- Image: default (busybox + the native agent), 512 MiB guest RAM, 1 vCPU, no isolation (parked VMMs serve only spawns without limits or netns).\n- "Ready" = the child's agent replied to \`identity\`, timed from the spawn (for a parked child: from taking it).\n- Other work (builds, host-only tests) may have shared the 2 cores; the two kinds alternate round by round, so both met the same conditions.\n\n${parkedMarkdown(result)}\n`,
       );
       log('wrote bench/results/parked.{json,md}');
     } finally {

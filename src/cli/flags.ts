@@ -4,6 +4,7 @@
 // daemon decide", which a parseArgs default would hide).
 import { parseArgs } from 'node:util';
 import { ForkdError } from '../lib/errors.js';
+import { FORK_N_RANGE } from '../lib/contract.js';
 import { wrapText } from './args.js';
 import type { Mode } from './command.js';
 
@@ -109,6 +110,15 @@ export function flagLines(flags: FlagTable): string[] {
 // Flags many commands share.
 
 export const JSON_FLAG = { type: 'boolean', help: 'print JSON instead of text' } as const;
+
+/** `-n N`: how many sandboxes a command starts (the API's `n`). */
+export const N_FLAG = {
+  type: 'string',
+  short: 'n',
+  value: 'N',
+  default: String(FORK_N_RANGE.default),
+  help: `how many sandboxes, ${FORK_N_RANGE.min} to ${FORK_N_RANGE.max}`,
+} as const;
 
 export const DATA_DIR_FLAG = {
   type: 'string',

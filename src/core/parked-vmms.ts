@@ -17,16 +17,14 @@
 //   snapshot stays readable to it, and a parked VMM of an older snapshot under the same tag is
 //   never handed out: `take` compares the snapshot's identity).
 import { performance } from 'node:perf_hooks';
-import { join } from 'node:path';
 import { messageOf } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { TeardownStack } from '../lib/teardown.js';
 import { hostAvailableBytes } from '../host/memory.js';
 import type { CoreContext } from './context.js';
 import { startVm, type StartedVm } from './launch-vm.js';
-import { SNAPSHOT_FILES } from './paths.js';
 import { writeRunRecord } from './run-dir.js';
-import type { LoadedSnapshot } from './sandbox.js';
+import { childLaunchOptions, type LoadedSnapshot } from './sandbox.js';
 
 export interface ParkedVmmOptions {
   /** Parked VMMs kept per hot snapshot; 0 turns the pool off. */
@@ -187,12 +185,7 @@ export class ParkedVmms {
     try {
       const started = await startVm(this.ctx, {
         id,
-        role: 'child',
-        snapshotTag: snap.tag,
-        layout: snap.meta.layout,
-        kernelCmdline: snap.meta.kernelCmdline,
-        snapshotDir: snap.dir,
-        migrationFile: join(snap.dir, SNAPSHOT_FILES.vmstate),
+        ...childLaunchOptions(snap),
         parked: true,
         logger,
         teardown,

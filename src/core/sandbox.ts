@@ -33,6 +33,18 @@ export interface LoadedSnapshot {
   meta: SnapshotMeta;
 }
 
+/** The launch options every child of `snap` shares (a restore, or a parked VMM's start). */
+export function childLaunchOptions(snap: LoadedSnapshot) {
+  return {
+    role: 'child',
+    snapshotTag: snap.tag,
+    layout: snap.meta.layout,
+    kernelCmdline: snap.meta.kernelCmdline,
+    snapshotDir: snap.dir,
+    migrationFile: join(snap.dir, SNAPSHOT_FILES.vmstate),
+  } as const;
+}
+
 export class Sandbox {
   #disposed: Promise<void> | undefined;
 
@@ -74,12 +86,7 @@ export async function restoreChild(
   try {
     const { vm, agent, isolation, marks } = await launchVm(ctx, {
       id,
-      role: 'child',
-      snapshotTag: snap.tag,
-      layout: snap.meta.layout,
-      kernelCmdline: snap.meta.kernelCmdline,
-      snapshotDir: snap.dir,
-      migrationFile: join(snap.dir, SNAPSHOT_FILES.vmstate),
+      ...childLaunchOptions(snap),
       ...(opts.isolation ? { isolation: opts.isolation } : {}),
       ready: { kind: 'restore', timeoutMs: opts.readyTimeoutMs ?? 30_000, hostname: opts.hostname ?? id },
       logger: ctx.logger.child({ sandbox: id, snapshot: snap.tag }),

@@ -14,20 +14,14 @@ import { formatMiB, formatMs, intFlag } from '../../args.js';
 import { runInChild, runInDaemonSandbox, type ChildOutput, type ChildWork } from '../../child-work.js';
 import { EXIT_FAILURE, EXIT_OK, type CliContext, type Command } from '../../command.js';
 import { describeApiError, openController, parseModeFlags } from '../../daemon.js';
-import { clientFlags, JSON_FLAG, LOCAL_DATA_DIR_FLAG, type FlagValues } from '../../flags.js';
+import { clientFlags, JSON_FLAG, LOCAL_DATA_DIR_FLAG, N_FLAG, type FlagValues } from '../../flags.js';
 import { openLocal, withSignalCleanup } from '../../local.js';
 import { createProgress, type Progress } from '../../progress.js';
 import { SPAWN_TIMEOUT_SECS } from './spawn.js';
 
 const FLAGS = {
   tag: { type: 'string', value: 'TAG', help: 'snapshot to start the sandboxes from (required)' },
-  n: {
-    type: 'string',
-    short: 'n',
-    value: 'N',
-    default: String(FORK_N_RANGE.default),
-    help: `how many sandboxes, ${FORK_N_RANGE.min} to ${FORK_N_RANGE.max}`,
-  },
+  n: N_FLAG,
   exec: { type: 'string', value: 'CMD', help: 'shell command to run in each (sh -c)' },
   eval: { type: 'string', value: 'CODE', help: 'code to evaluate in each instead' },
   language: { type: 'string', value: 'js|python', default: 'js', help: 'language of --eval' },

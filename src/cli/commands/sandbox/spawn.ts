@@ -7,7 +7,7 @@ import type { EgressPolicy } from '../../../sdk/index.js';
 import { intFlag, listFlag, numberFlag } from '../../args.js';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../../command.js';
 import { openController } from '../../daemon.js';
-import { clientFlags, JSON_FLAG, parseFlags } from '../../flags.js';
+import { clientFlags, JSON_FLAG, N_FLAG, parseFlags } from '../../flags.js';
 import { createProgress } from '../../progress.js';
 
 /** Restoring many sandboxes takes a while: the deadline of that one call (the SDK's own default). */
@@ -29,13 +29,7 @@ export function egressFlag(raw: string | undefined): EgressPolicy | undefined {
 
 const FLAGS = {
   tag: { type: 'string', value: 'TAG', help: 'snapshot to restore (required)' },
-  n: {
-    type: 'string',
-    short: 'n',
-    value: 'N',
-    default: String(FORK_N_RANGE.default),
-    help: `how many sandboxes, ${FORK_N_RANGE.min} to ${FORK_N_RANGE.max}`,
-  },
+  n: N_FLAG,
   'ttl-secs': { type: 'string', value: 'SECS', default: 'none', help: 'the daemon kills each sandbox after this long' },
   'memory-limit-mib': {
     type: 'string',
