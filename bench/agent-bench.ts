@@ -77,15 +77,6 @@ export function agentMarkdown(rows: AgentRow[]): string {
   ].join('\n');
 }
 
-/**
- * Why a JS eval round trip costs about twice a Python one, as far as measured (2026-12-02, in
- * a forked child of the `node` image, TCG, Node's own clock inside the guest, p50 of 40 calls
- * after 20 warm-up ones): compiling and running the eval's script is 0.1-0.2 ms; the vm
- * `timeout` option, which keeps the persistent context alive through an endless loop, starts a
- * watchdog thread per call and adds 1.6-4 ms (breakOnSigint instead: +0.4 ms, but the worker
- * would need SIGINT delivered, see src/guest/eval-js.ts); the rest of the gap is the worker's
- * I/O path in Node (pipe read, JSON, promise settling, reply), not yet broken down. Running
- * node with --jitless or without its optimizing tiers changed nothing measurable.
- */
+/** A measurement made by hand (node -e loops in a forked child of the `node` image, TCG), kept beside the table. */
 const JS_EVAL_NOTE =
   "Why JS eval costs about twice Python eval (measured inside a child, 2026-12-02): compiling and running the script itself is 0.1-0.2 ms; the vm `timeout` that keeps the persistent context through an endless loop starts a watchdog thread per call, +1.6-4 ms; the rest is the Node worker's I/O path (pipe, JSON, promise settling), not yet broken down. `--jitless` or no optimizing tiers changed nothing measurable.";
