@@ -137,6 +137,8 @@ export const OPS = {
   'files.stat': { params: object({ path }), result: fileEntry },
   'files.remove': { params: object({ path, recursive: optional(bool) }), result: empty },
   'files.mkdir': { params: object({ path, parents: optional(bool) }), result: empty },
+  /** rename(2): `to` is replaced if it exists (a file, or an empty directory by a directory). */
+  'files.rename': { params: object({ from: path, to: path }), result: empty },
 } as const;
 
 export type Op = keyof typeof OPS;

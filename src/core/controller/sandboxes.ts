@@ -199,6 +199,33 @@ export class SandboxManager {
     return ids.map((id) => this.get(id));
   }
 
+  /**
+   * Sets a running sandbox's lifetime to `ttlSecs` from now (E2B's setTimeout): the new
+   * expires_at goes to SQLite first, so a daemon restarted after this call re-arms the same
+   * deadline when it re-adopts the sandbox, then the timer is re-armed.
+   */
+  setTtl(id: string, ttlSecs: number): SandboxRow {
+    if (!Number.isInteger(ttlSecs) || ttlSecs < TTL_SECS_RANGE.min || ttlSecs > TTL_SECS_RANGE.max) {
+      throw new ForkdError(
+        'invalid_argument',
+        `ttl_secs must be an integer ${TTL_SECS_RANGE.min}..${TTL_SECS_RANGE.max}, got ${String(ttlSecs)}`,
+      );
+    }
+    const row = this.get(id);
+    if (row.state !== 'running' || !this.#live.has(row.id)) {
+      throw new ForkdError(
+        'invalid_state',
+        `sandbox ${id} is ${row.state}, not running; only a running sandbox's lifetime can be changed`,
+        { details: { state: row.state, expected: 'running' } },
+      );
+    }
+    const expiresAt = new Date(Date.now() + ttlSecs * 1000);
+    this.store.updateSandbox(row.id, { expiresAt: expiresAt.toISOString() });
+    clearTimeout(this.#ttl.get(row.id));
+    this.#armTtl(row.id, expiresAt.getTime() - Date.now());
+    return this.get(row.id);
+  }
+
   /** Stops a sandbox (any state but `creating`) and forgets it. */
   async delete(id: string, requestId?: string): Promise<void> {
     const row = this.get(id);

@@ -237,16 +237,20 @@ export class StateStore {
     return out;
   }
 
-  updateSandbox(id: string, patch: { state?: SandboxState; pid?: number | null; reason?: string | null }): void {
+  updateSandbox(
+    id: string,
+    patch: { state?: SandboxState; pid?: number | null; reason?: string | null; expiresAt?: string | null },
+  ): void {
     const current = this.getSandbox(id);
     if (!current) return;
     if (patch.state !== undefined) assertTransition(id, current.state, patch.state);
     this.db
-      .prepare('UPDATE sandboxes SET state = ?, pid = ?, reason = ?, updated_at = ? WHERE id = ?')
+      .prepare('UPDATE sandboxes SET state = ?, pid = ?, reason = ?, expires_at = ?, updated_at = ? WHERE id = ?')
       .run(
         patch.state ?? current.state,
         patch.pid === undefined ? current.pid : patch.pid,
         patch.reason === undefined ? current.reason : patch.reason,
+        patch.expiresAt === undefined ? current.expiresAt : patch.expiresAt,
         new Date().toISOString(),
         id,
       );

@@ -4,7 +4,7 @@
  *   forkd-agent.c  main, options, the poll loop, host connections (port or socket), dispatch
  *   agent-wire.c   byte queues, frame input, COBS, records (read/validate/write), SHA-256
  *   agent-exec.c   exec (foreground/background), wait, kill, the eval workers
- *   agent-files.c  files.read/write/list/stat/remove/mkdir
+ *   agent-files.c  files.read/write/list/stat/remove/mkdir/rename
  * One thread, one poll() loop, non-blocking fds; every buffer is bounded by the limits below.
  */
 #ifndef FORKD_AGENT_H
@@ -171,6 +171,8 @@ int p_int(const uint8_t *rec, const char *key, int64_t min, int64_t max, int64_t
 int p_bool(const uint8_t *rec, const char *key, bool *out);
 char *cstr(const struct val *v);  /* malloc'd copy, NULL if it holds a 0x00 */
 const char *p_path(const uint8_t *rec, const char *op, char out[MAX_PATH_BYTES + 1]);
+/* p_path for another key (files.rename's `from` and `to`). */
+const char *p_path_key(const uint8_t *rec, const char *op, const char *key, char out[MAX_PATH_BYTES + 1]);
 const char *errno_code(int e);
 
 /* ---- agent-exec.c */

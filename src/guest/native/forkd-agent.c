@@ -201,10 +201,14 @@ char *cstr(const struct val *v) {
 }
 
 const char *p_path(const uint8_t *rec, const char *op, char out[MAX_PATH_BYTES + 1]) {
+  return p_path_key(rec, op, "path", out);
+}
+
+const char *p_path_key(const uint8_t *rec, const char *op, const char *key, char out[MAX_PATH_BYTES + 1]) {
   struct val v;
-  if (p_str(rec, "path", &v) != 1) return fail("bad_request", "%s: `path` must be a string", op);
+  if (p_str(rec, key, &v) != 1) return fail("bad_request", "%s: `%s` must be a string", op, key);
   if (v.n < 1 || v.n > MAX_PATH_BYTES || v.p[0] != '/' || memchr(v.p, 0, v.n))
-    return fail("bad_request", "%s: `path` must be an absolute path of at most %d bytes", op, MAX_PATH_BYTES);
+    return fail("bad_request", "%s: `%s` must be an absolute path of at most %d bytes", op, key, MAX_PATH_BYTES);
   memcpy(out, v.p, v.n);
   out[v.n] = 0;
   return NULL;
@@ -358,7 +362,7 @@ static void op_cancel(struct conn *c, uint64_t id, const uint8_t *rec) {
 
 static const char *const OPS[] = { "hello", "ping", "identity", "exec", "kill", "wait", "cancel", "eval", "warm",
                                    "warm.python", "files.read", "files.write", "files.list", "files.stat",
-                                   "files.remove", "files.mkdir" };
+                                   "files.remove", "files.mkdir", "files.rename" };
 
 static void on_request(struct conn *c, uint64_t id, const uint8_t *rec, const uint8_t *body, size_t n) {
   struct val v;
