@@ -184,25 +184,26 @@ export function startStream(res: ServerResponse): { send: StreamSender; end: (er
 export function rpcErrorOf(err: unknown): RpcError {
   if (err instanceof RpcError) return err;
   if (!(err instanceof ForkdError)) return new RpcError('internal', 'internal error; the daemon log has details');
-  const code: ConnectCode = (
-    {
-      invalid_argument: 'invalid_argument',
-      invalid_tag: 'invalid_argument',
-      invalid_id: 'invalid_argument',
-      unauthorized: 'unauthenticated',
-      forbidden: 'permission_denied',
-      not_found: 'not_found',
-      already_exists: 'already_exists',
-      conflict: 'failed_precondition',
-      invalid_state: 'failed_precondition',
-      payload_too_large: 'resource_exhausted',
-      rate_limited: 'resource_exhausted',
-      busy: 'resource_exhausted',
-      unavailable: 'unavailable',
-      timeout: 'deadline_exceeded',
-      request_timeout: 'deadline_exceeded',
-      insufficient_storage: 'resource_exhausted',
-    } as Partial<Record<ForkdError['code'], ConnectCode>>
-  )[err.code] ?? (err.code === 'agent_error' ? 'unknown' : 'internal');
+  const code: ConnectCode =
+    (
+      {
+        invalid_argument: 'invalid_argument',
+        invalid_tag: 'invalid_argument',
+        invalid_id: 'invalid_argument',
+        unauthorized: 'unauthenticated',
+        forbidden: 'permission_denied',
+        not_found: 'not_found',
+        already_exists: 'already_exists',
+        conflict: 'failed_precondition',
+        invalid_state: 'failed_precondition',
+        payload_too_large: 'resource_exhausted',
+        rate_limited: 'resource_exhausted',
+        busy: 'resource_exhausted',
+        unavailable: 'unavailable',
+        timeout: 'deadline_exceeded',
+        request_timeout: 'deadline_exceeded',
+        insufficient_storage: 'resource_exhausted',
+      } as Partial<Record<ForkdError['code'], ConnectCode>>
+    )[err.code] ?? (err.code === 'agent_error' ? 'unknown' : 'internal');
   return new RpcError(code, err.message);
 }

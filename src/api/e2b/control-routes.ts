@@ -58,10 +58,22 @@ const ROUTES: [method: string, pattern: RegExp, route: Route][] = [
 ];
 
 const UNSUPPORTED: [RegExp, string, string][] = [
-  [/^\/sandboxes\/[^/]+\/(pause|resume)$/, 'pause/resume', 'snapshot the sandbox (createSnapshot) and create from it later'],
-  [/^\/sandboxes\/[^/]+\/(metrics|logs)$|^\/(v2\/)?sandboxes\/metrics$/, 'sandbox metrics and logs', "use forkd's /metrics"],
+  [
+    /^\/sandboxes\/[^/]+\/(pause|resume)$/,
+    'pause/resume',
+    'snapshot the sandbox (createSnapshot) and create from it later',
+  ],
+  [
+    /^\/sandboxes\/[^/]+\/(metrics|logs)$|^\/(v2\/)?sandboxes\/metrics$/,
+    'sandbox metrics and logs',
+    "use forkd's /metrics",
+  ],
   [/^\/sandboxes\/[^/]+\/network$/, 'changing a running sandbox network', 'choose egress when creating the sandbox'],
-  [/^\/(v\d\/)?templates(\/|$)/, 'templates built from Dockerfiles', 'build a forkd snapshot (forkd snapshot create) and use its tag'],
+  [
+    /^\/(v\d\/)?templates(\/|$)/,
+    'templates built from Dockerfiles',
+    'build a forkd snapshot (forkd snapshot create) and use its tag',
+  ],
   [/^\/volumes(\/|$)/, 'volumes', 'copy files in with files.write'],
   [/^\/secrets(\/|$)/, 'secrets', 'pass values as envs'],
 ];
@@ -126,7 +138,8 @@ function refuseUnsupported(b: Record<string, unknown>): void {
   const no = (what: string): never => {
     throw new E2bHttpError(400, `forkd does not support ${what}`);
   };
-  if (b.autoPause === true) no('pausing on timeout (lifecycle.onTimeout "pause"); the sandbox is killed at its timeout');
+  if (b.autoPause === true)
+    no('pausing on timeout (lifecycle.onTimeout "pause"); the sandbox is killed at its timeout');
   if (optObject(b, 'autoResume')?.enabled === true) no('auto-resume');
   if (Array.isArray(b.volumeMounts) && b.volumeMounts.length > 0) no('volume mounts');
   if (b.mcp !== undefined && b.mcp !== null) no('the MCP gateway');
@@ -147,7 +160,10 @@ function runningRow(core: ControlCore, id: string): SandboxRow {
     throw err;
   }
   if (row.state !== 'running')
-    throw new E2bHttpError(404, `sandbox ${row.id} is not running (${row.state}${row.reason ? `: ${row.reason}` : ''})`);
+    throw new E2bHttpError(
+      404,
+      `sandbox ${row.id} is not running (${row.state}${row.reason ? `: ${row.reason}` : ''})`,
+    );
   return row;
 }
 
@@ -193,7 +209,8 @@ async function list(core: ControlCore, call: ControlCall): Promise<ControlReply>
   const q = call.query;
   const states = (q.get('state') ?? 'running,paused').split(',');
   const bad = states.find((s) => s !== 'running' && s !== 'paused');
-  if (bad !== undefined) throw new E2bHttpError(400, `state must be running or paused, got ${JSON.stringify(bad.slice(0, 40))}`);
+  if (bad !== undefined)
+    throw new E2bHttpError(400, `state must be running or paused, got ${JSON.stringify(bad.slice(0, 40))}`);
   const want = parseMetadataQuery(q.get('metadata'));
   const template = q.get('template');
   const limit = Number(q.get('limit') ?? DEFAULT_PAGE);
@@ -204,8 +221,7 @@ async function list(core: ControlCore, call: ControlCall): Promise<ControlReply>
   let rows = states.includes('running') ? core.sandboxes.list({ state: 'running' }) : [];
   rows = rows.filter(
     (r) =>
-      (template === null || r.snapshotTag === template) &&
-      Object.entries(want).every(([k, v]) => r.metadata[k] === v),
+      (template === null || r.snapshotTag === template) && Object.entries(want).every(([k, v]) => r.metadata[k] === v),
   );
   if (q.get('order') === 'desc') rows.reverse();
   const start = after === null ? 0 : rows.findIndex((r) => r.id === after) + 1;

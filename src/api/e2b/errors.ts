@@ -51,7 +51,12 @@ export function sendHttpError(res: ServerResponse, e: E2bHttpError): void {
   sendJson(res, e.status, { code: e.status, message: e.message.slice(0, MAX_MESSAGE_CHARS) });
 }
 
-export function sendJson(res: ServerResponse, status: number, json: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  json: unknown,
+  headers: Record<string, string> = {},
+): void {
   const body = JSON.stringify(json);
   res.statusCode = status;
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);

@@ -22,7 +22,12 @@ function pathParam(query: URLSearchParams, required: boolean): string | undefine
   }
 }
 
-export async function downloadFile(live: LiveSandbox, query: URLSearchParams, res: ServerResponse, signal: AbortSignal): Promise<void> {
+export async function downloadFile(
+  live: LiveSandbox,
+  query: URLSearchParams,
+  res: ServerResponse,
+  signal: AbortSignal,
+): Promise<void> {
   const path = pathParam(query, true)!;
   const bytes = await live.agent.files.read(path, { signal });
   res.statusCode = 200;
@@ -64,10 +69,16 @@ export async function uploadFiles(
       try {
         data = gunzipSync(body, { maxOutputLength: FILE_BODY_LIMIT });
       } catch (err) {
-        throw new ForkdError('invalid_argument', `the gzip body does not decompress (or is over ${FILE_BODY_LIMIT} bytes): ${messageOf(err)}`);
+        throw new ForkdError(
+          'invalid_argument',
+          `the gzip body does not decompress (or is over ${FILE_BODY_LIMIT} bytes): ${messageOf(err)}`,
+        );
       }
     } else if (encoding !== 'identity') {
-      throw new ForkdError('unsupported_media_type', `Content-Encoding ${encoding.slice(0, 40)} is not supported (gzip is)`);
+      throw new ForkdError(
+        'unsupported_media_type',
+        `Content-Encoding ${encoding.slice(0, 40)} is not supported (gzip is)`,
+      );
     }
     files.push({ path: pathParam(query, true)!, data });
   } else {

@@ -87,7 +87,7 @@ export const FILESYSTEM_UNARY: Record<string, (ctx: { live: LiveSandbox }, call:
     const from = sandboxPath(optString(message, 'source'), 'source');
     const to = sandboxPath(optString(message, 'destination'), 'destination');
     await live.agent.files.stat(from, { signal }); // not_found names the source
-    await rename(live, from, to, signal);
+    await live.agent.files.rename(from, to, { signal });
     return { entry: entryJson(to, await live.agent.files.stat(to, { signal })) };
   },
   Remove: async ({ live }, { message, signal }) => {
@@ -96,13 +96,3 @@ export const FILESYSTEM_UNARY: Record<string, (ctx: { live: LiveSandbox }, call:
     return {};
   },
 };
-
-/**
- * INTERIM until the agent's files.rename (sdk-package's work) is merged: `mv` run by argv (no
- * shell, so no quoting), its failure reported as the agent's error would be.
- */
-async function rename(live: LiveSandbox, from: string, to: string, signal: AbortSignal): Promise<void> {
-  const r = await live.agent.exec({ argv: ['mv', '-f', '--', from, to], timeoutMs: 60_000 }, { signal });
-  if (r.exitCode !== 0)
-    throw new ForkdError('invalid_argument', `rename ${from} -> ${to}: ${r.stderr.toString('utf8').trim().slice(0, 500)}`);
-}

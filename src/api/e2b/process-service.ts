@@ -51,40 +51,42 @@ export const PROCESS_UNARY: Record<string, (ctx: ProcessContext, call: RpcCall) 
   },
 };
 
-export const PROCESS_STREAMS: Record<string, (ctx: ProcessContext, call: RpcCall, send: StreamSender) => Promise<void>> =
-  {
-    Start: async (ctx, call, send) => {
-      const m = call.message;
-      const config = optObject(m, 'process');
-      const cmd = config && optString(config, 'cmd');
-      if (!config || !cmd) throw new RpcError('invalid_argument', 'process.cmd is required');
-      const args = optStringArray(config, 'args') ?? [];
-      const cwd = optString(config, 'cwd');
-      const pty = ptySize(m);
-      const tag = optString(m, 'tag', 256);
-      const stdin = optBool(m, 'stdin');
-      const stream = await processesOf(ctx.live).start(
-        {
-          argv: cmd === '/bin/bash' ? ['/bin/sh', '-c', BASH_OR_SH, 'sh', ...args] : [cmd, ...args],
-          env: { ...ctx.env, ...(optStringMap(config, 'envs') ?? {}) },
-          ...(cwd ? { cwd } : {}),
-          ...(pty ? { pty } : {}),
-          ...(stdin ? { stdin: true } : {}),
-          ...(tag ? { tag } : {}),
-          timeoutMs: call.timeoutMs ?? 0,
-        },
-        call.signal,
-      );
-      await relay(stream.events, call, send);
-    },
-    Connect: async (ctx, call, send) => {
-      const p = processesOf(ctx.live);
-      const pid = selectPid(p, call.message);
-      const stream = p.connect(pid);
-      await send({ event: { start: { pid } } });
-      await relay(stream.events, call, send);
-    },
-  };
+export const PROCESS_STREAMS: Record<
+  string,
+  (ctx: ProcessContext, call: RpcCall, send: StreamSender) => Promise<void>
+> = {
+  Start: async (ctx, call, send) => {
+    const m = call.message;
+    const config = optObject(m, 'process');
+    const cmd = config && optString(config, 'cmd');
+    if (!config || !cmd) throw new RpcError('invalid_argument', 'process.cmd is required');
+    const args = optStringArray(config, 'args') ?? [];
+    const cwd = optString(config, 'cwd');
+    const pty = ptySize(m);
+    const tag = optString(m, 'tag', 256);
+    const stdin = optBool(m, 'stdin');
+    const stream = await processesOf(ctx.live).start(
+      {
+        argv: cmd === '/bin/bash' ? ['/bin/sh', '-c', BASH_OR_SH, 'sh', ...args] : [cmd, ...args],
+        env: { ...ctx.env, ...(optStringMap(config, 'envs') ?? {}) },
+        ...(cwd ? { cwd } : {}),
+        ...(pty ? { pty } : {}),
+        ...(stdin ? { stdin: true } : {}),
+        ...(tag ? { tag } : {}),
+        timeoutMs: call.timeoutMs ?? 0,
+      },
+      call.signal,
+    );
+    await relay(stream.events, call, send);
+  },
+  Connect: async (ctx, call, send) => {
+    const p = processesOf(ctx.live);
+    const pid = selectPid(p, call.message);
+    const stream = p.connect(pid);
+    await send({ event: { start: { pid } } });
+    await relay(stream.events, call, send);
+  },
+};
 
 /** Process events -> envd's ProcessEvent messages, with keepalives while the process is quiet. */
 async function relay(events: AsyncIterable<ProcessEvent>, call: RpcCall, send: StreamSender): Promise<void> {
@@ -99,8 +101,7 @@ async function relay(events: AsyncIterable<ProcessEvent>, call: RpcCall, send: S
       if (call.signal.aborted) return; // the client went away; the process keeps running
       if (e.type === 'start') await send({ event: { start: { pid: e.pid } } });
       else if (e.type === 'end') {
-        if (e.timedOut)
-          throw new RpcError('deadline_exceeded', 'the command ran past its timeout and was killed');
+        if (e.timedOut) throw new RpcError('deadline_exceeded', 'the command ran past its timeout and was killed');
         await send({ event: { end: endJson(e) } });
         return;
       } else await send({ event: { data: { [e.type]: e.data.toString('base64') } } });
@@ -123,9 +124,10 @@ function endJson(e: Extract<ProcessEvent, { type: 'end' }>): Obj {
 }
 
 function signalText(signal: string): string {
-  return ({ SIGKILL: 'killed', SIGTERM: 'terminated', SIGINT: 'interrupt', SIGHUP: 'hangup' } as Obj)[signal] as
-    | string
-    | undefined ?? signal;
+  return (
+    (({ SIGKILL: 'killed', SIGTERM: 'terminated', SIGINT: 'interrupt', SIGHUP: 'hangup' } as Obj)[signal] as
+      string | undefined) ?? signal
+  );
 }
 
 function processInfoJson(p: ProcessInfo): Obj {

@@ -148,7 +148,10 @@ function sandboxIdOf(req: IncomingMessage): string {
   if (!id) throw new E2bHttpError(400, 'the E2b-Sandbox-Id header names the sandbox');
   const port = header(req, 'e2b-sandbox-port');
   if (port !== undefined && port !== ENVD_PORT)
-    throw new E2bHttpError(502, `forkd does not route sandbox port ${port.slice(0, 8)}; only the envd API (${ENVD_PORT})`);
+    throw new E2bHttpError(
+      502,
+      `forkd does not route sandbox port ${port.slice(0, 8)}; only the envd API (${ENVD_PORT})`,
+    );
   return id;
 }
 
@@ -169,9 +172,15 @@ function inSandboxStatus(e: E2bHttpError, inSandbox: boolean): E2bHttpError {
 
 function unaryError(err: unknown, log: Logger): RpcError {
   if (err instanceof E2bHttpError)
-    return new RpcError(err.status === 401 ? 'unauthenticated' : err.status === 502 ? 'unavailable' : 'invalid_argument', err.message);
+    return new RpcError(
+      err.status === 401 ? 'unauthenticated' : err.status === 502 ? 'unavailable' : 'invalid_argument',
+      err.message,
+    );
   if (!(err instanceof RpcError) && !(err instanceof ForkdError))
-    log.error('unhandled error in an E2B call', { error: String(err), stack: err instanceof Error ? err.stack : undefined });
+    log.error('unhandled error in an E2B call', {
+      error: String(err),
+      stack: err instanceof Error ? err.stack : undefined,
+    });
   return rpcErrorOf(err);
 }
 
@@ -197,7 +206,12 @@ async function serveRpc(
     return startStream(res).end(err);
   }
   if (stream) {
-    const call: RpcCall = { message: await readRpcRequest(req, 'server_stream'), signal, timeoutMs: timeoutOf(req), headers: req.headers };
+    const call: RpcCall = {
+      message: await readRpcRequest(req, 'server_stream'),
+      signal,
+      timeoutMs: timeoutOf(req),
+      headers: req.headers,
+    };
     // From here on errors travel in the end-of-stream envelope.
     const out = startStream(res);
     try {
@@ -208,6 +222,11 @@ async function serveRpc(
     }
     return;
   }
-  const call: RpcCall = { message: await readRpcRequest(req, 'unary'), signal, timeoutMs: timeoutOf(req), headers: req.headers };
+  const call: RpcCall = {
+    message: await readRpcRequest(req, 'unary'),
+    signal,
+    timeoutMs: timeoutOf(req),
+    headers: req.headers,
+  };
   sendUnary(res, await unary!(ctx, call));
 }

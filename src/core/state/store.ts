@@ -277,8 +277,7 @@ export class StateStore {
 
   getSandboxAccess(id: string): SandboxAccessRow | undefined {
     const raw = this.db.prepare('SELECT access_token, env FROM sandbox_access WHERE id = ?').get(id) as
-      | { access_token: string; env: string }
-      | undefined;
+      { access_token: string; env: string } | undefined;
     if (!raw) return undefined;
     return { accessToken: raw.access_token, env: parseStringMap(raw.env) };
   }
