@@ -182,9 +182,9 @@ export class SandboxProcesses {
   }
 
   /** Writes to the process's stdin (or terminal), in order; waits while the guest's buffer is full. */
-  sendInput(pid: number, data: Buffer): Promise<void> {
+  async sendInput(pid: number, data: Buffer): Promise<void> {
     const entry = this.#inputOf(pid);
-    return this.#queue(entry, async () => {
+    return await this.#queue(entry, async () => {
       for (let at = 0; at < data.length; at += MAX_INPUT_CHUNK_BYTES) {
         const chunk = data.subarray(at, at + MAX_INPUT_CHUNK_BYTES);
         await this.#retryBusy(pid, () => this.agent.input({ pid, data: chunk }));
@@ -193,9 +193,9 @@ export class SandboxProcesses {
   }
 
   /** Ends the input once what was sent before is written (a terminal gets ^D, as typed). */
-  closeInput(pid: number): Promise<void> {
+  async closeInput(pid: number): Promise<void> {
     const entry = this.#inputOf(pid);
-    return this.#queue(entry, () => this.#retryBusy(pid, () => this.agent.closeInput({ pid })));
+    return await this.#queue(entry, () => this.#retryBusy(pid, () => this.agent.closeInput({ pid })));
   }
 
   /** Signals the process's whole group. */
