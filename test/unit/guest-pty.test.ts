@@ -5,13 +5,14 @@
 // what a hostile frame gets, in both directions.
 import { strict as assert } from 'node:assert';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { AgentClient } from '../../src/agent/index.js';
 import { SandboxProcesses, type ProcessEvent, type ProcessStream } from '../../src/core/processes.js';
+import { readSnapshotMeta } from '../../src/core/snapshot-meta.js';
 import { isForkdError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/log.js';
 import {
@@ -25,6 +26,7 @@ import {
   type DecodedFrame,
   type WireRecord,
 } from '../../src/protocol/index.js';
+import { writeFakeSnapshot } from '../helpers/fake-snapshot.js';
 import { assertGone, startGuest, type GuestHarness } from './agent-harness.js';
 
 let guest: GuestHarness;
@@ -432,4 +434,26 @@ void describe('hostile guest frames', () => {
       }
     });
   }
+});
+
+void describe('protocol version', () => {
+  void it('a snapshot whose agent speaks protocol 2 is refused with the re-create message', async () => {
+    const data = await mkdtemp(join(tmpdir(), 'forkd-pty-snap-'));
+    try {
+      await writeFakeSnapshot(data, 'old-agent', { qemuVersion: '8.2.2', accel: 'tcg' });
+      const dir = join(data, 'snapshots', 'old-agent');
+      assert.equal((await readSnapshotMeta(dir, 'old-agent')).agentProtocol, AGENT_PROTOCOL_VERSION);
+      const meta = JSON.parse(await readFile(join(dir, 'snapshot.json'), 'utf8')) as { agentProtocol: number };
+      meta.agentProtocol = 2;
+      await writeFile(join(dir, 'snapshot.json'), JSON.stringify(meta));
+      await assert.rejects(
+        readSnapshotMeta(dir, 'old-agent'),
+        (err) =>
+          isForkdError(err, 'incompatible_snapshot') &&
+          /speaking protocol 2; this forkd speaks 3: re-create the snapshot/.test(err.message),
+      );
+    } finally {
+      await rm(data, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,6 +1,6 @@
 /*
- * forkd-agent: the in-guest agent (protocol version 2, docs/PROTOCOL.md). Shared declarations
- * of its four files (built together: gcc ... *.c):
+ * forkd-agent: the in-guest agent (protocol version 3, docs/PROTOCOL.md). Shared declarations
+ * of its five files (built together: gcc ... *.c):
  *   forkd-agent.c  main, options, the poll loop, host connections (port or socket), dispatch
  *   agent-wire.c   byte queues, frame input, COBS, records (read/validate/write), SHA-256
  *   agent-exec.c   exec (foreground/background), wait, kill, the eval workers

@@ -1,5 +1,5 @@
 /*
- * forkd-agent: the guest agent of docs/PROTOCOL.md (version 2), native and static, so a
+ * forkd-agent: the guest agent of docs/PROTOCOL.md (version 3), native and static, so a
  * restored child pays for no interpreter (under TCG every instruction is translated afresh in
  * every child). One thread, one poll() loop over non-blocking fds; memory bounded by the
  * protocol limits whatever the host or a child sends.
