@@ -178,7 +178,7 @@ export class SandboxManager {
         const id = ids[i]!;
         this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
         this.store.updateSandbox(id, { state: 'running', pid: sandbox.pid });
-        this.#adopt(liveFromSandbox(sandbox), req.requestId);
+        this.#adopt(liveFromSandbox(sandbox, this.ctx.logger.child({ sandbox: id })), req.requestId);
         this.hooks.event({ event: 'sandbox.created', sandboxId: id, snapshotTag: tag, requestId: req.requestId });
       },
     });
