@@ -186,6 +186,44 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
     }
   });
 
+  test('PTY: create, sendInput, resize, read the output; stdin of a command: send, close', async () => {
+    const sb = await Sandbox.create(tag, conn);
+    try {
+      let out = '';
+      const decoder = new TextDecoder();
+      const pty = await sb.pty.create({
+        cols: 80,
+        rows: 24,
+        onData: (d) => void (out += decoder.decode(d, { stream: true })),
+      });
+      const until = async (re: RegExp): Promise<void> => {
+        const t0 = Date.now();
+        while (!re.test(out)) {
+          assert.ok(Date.now() - t0 < 20_000, `no ${String(re)} in ${JSON.stringify(out.slice(-500))}`);
+          await sleep(50);
+        }
+      };
+      const type = (text: string): Promise<void> => sb.pty.sendInput(pty.pid, new TextEncoder().encode(text));
+      await type('stty size; echo "tty=$(tty)"\n');
+      await until(/24 80\r?\n/);
+      await until(/tty=\/dev\/pts\//);
+      await sb.pty.resize(pty.pid, { cols: 100, rows: 40 });
+      await type('stty size\n');
+      await until(/40 100\r?\n/);
+      await type('exit 7\n');
+      const end = await rejectsAs(pty.wait(), CommandExitError);
+      assert.equal(end.exitCode, 7);
+
+      const cat = await sb.commands.run('cat; echo " (eof)"', { background: true, stdin: true });
+      await sb.commands.sendStdin(cat.pid, 'typed in');
+      await sb.commands.closeStdin(cat.pid);
+      const r = await cat.wait();
+      assert.equal(r.stdout, 'typed in (eof)\n');
+    } finally {
+      await sb.kill();
+    }
+  });
+
   test('files: write/read/list/exists/makeDir/rename/remove, and 10 MiB byte-identical', async () => {
     const sb = await Sandbox.create(tag, conn);
     try {

@@ -11,7 +11,7 @@ import { processesOf, type ProcessEvent, type ProcessInfo, type ProcessSignal, t
 
 /** `exec /bin/bash "$@"` where there is one, else /bin/sh with the same arguments. */
 const BASH_OR_SH = 'if [ -x /bin/bash ]; then exec /bin/bash "$@"; fi; exec /bin/sh "$@"';
-const MAX_PTY_SIDE = 4096;
+const MAX_PTY_SIDE = 1000; // MAX_PTY_DIMENSION of the agent protocol
 const MIN_KEEPALIVE_SECS = 1;
 
 export interface ProcessContext {
