@@ -70,10 +70,9 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
   /** Connection options of every SDK call: only the two URLs and the key differ from E2B's cloud. */
   let conn: { apiUrl: string; sandboxUrl: string; apiKey: string };
 
-  before(async () => {
-    ({ root, dataDir } = await controllerDataDir(true));
+  /** Starts the daemon (again) on this data dir; the E2B URL is in its `listening` line. */
+  async function start(): Promise<void> {
     const tokenFile = join(root, 'token');
-    await writeFile(tokenFile, TOKEN, { mode: 0o600 });
     d = await startDaemon(daemonArgs(dataDir, root, ['--token-file', tokenFile, '--e2b-bind', '127.0.0.1:0']));
     const line = d
       .stderr()
@@ -82,6 +81,13 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
     e2bUrl = (JSON.parse(line) as { e2b_url: string }).e2b_url;
     assert.match(e2bUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
     conn = { apiUrl: e2bUrl, sandboxUrl: e2bUrl, apiKey: TOKEN };
+  }
+
+  before(async () => {
+    ({ root, dataDir } = await controllerDataDir(true));
+    const tokenFile = join(root, 'token');
+    await writeFile(tokenFile, TOKEN, { mode: 0o600 });
+    await start();
     const res = await api(d.baseUrl, 'POST', '/v1/snapshots', { token: TOKEN, json: { tag, mem_mib: 256 } });
     assert.equal(res.status, 202, res.text);
     await buildSnapshotWithToken();
@@ -396,5 +402,23 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as Record<string, unknown>;
     assert.deepEqual(out, { echo: 'hello from the sandbox\n', file: 'notes', forks: ['fork 0', 'fork 1'], left: 0 });
+  });
+
+  test('a restarted daemon still accepts the access token of a sandbox and applies its envs', async () => {
+    const sb = await Sandbox.create(tag, { ...conn, envs: { KEPT: 'across restarts' } });
+    const token = (sb as unknown as { envdAccessToken: string }).envdAccessToken;
+    assert.equal(await d.stop(), 0); // sandboxes are left running for the next daemon to adopt
+    await start();
+    const res = await fetch(`${e2bUrl}/filesystem.Filesystem/Stat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'e2b-sandbox-id': sb.sandboxId, 'x-access-token': token },
+      body: JSON.stringify({ path: '/etc' }),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.equal(((await res.json()) as { entry: { type: string } }).entry.type, 'FILE_TYPE_DIRECTORY');
+    const again = await Sandbox.connect(sb.sandboxId, conn);
+    assert.equal((again as unknown as { envdAccessToken: string }).envdAccessToken, token);
+    assert.equal((await again.commands.run('echo "$KEPT"')).stdout, 'across restarts\n');
+    assert.equal(await again.kill(), true);
   });
 });

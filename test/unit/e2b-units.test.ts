@@ -20,6 +20,8 @@ import { StartupRefusal, type Posture } from '../../src/api/posture.js';
 import { SandboxAccess } from '../../src/core/controller/access.js';
 import { StateStore } from '../../src/core/state/store.js';
 import { ForkdError } from '../../src/lib/errors.js';
+import { silentLogger } from '../../src/lib/log.js';
+import { httpErrorOf, unsupported } from '../../src/api/e2b/errors.js';
 
 function envelope(flags: number, json: unknown): Buffer {
   const payload = Buffer.from(JSON.stringify(json));
@@ -191,4 +193,16 @@ test('access tokens: issued, checked in constant time, kept with the environment
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('HTTP errors: out of capacity is 429 with Retry-After (the SDK retries, then RateLimitError); unknown errors hide their detail', () => {
+  const busy = httpErrorOf(new ForkdError('busy', 'full', { details: { retryAfterSecs: 7 } }), silentLogger, 'r0');
+  assert.deepEqual([busy.status, busy.headers['Retry-After']], [429, '7']);
+  assert.equal(httpErrorOf(new ForkdError('not_found', 'x'), silentLogger, 'r1').status, 404);
+  const hidden = httpErrorOf(new Error('boom at /secret/path'), silentLogger, 'r2');
+  assert.equal(hidden.status, 500);
+  assert.doesNotMatch(hidden.message, /secret/);
+  const no = unsupported('pause/resume', 'snapshot it');
+  assert.equal(no.status, 501);
+  assert.match(no.message, /^forkd does not support pause\/resume; snapshot it$/);
 });

@@ -13,6 +13,7 @@ import { processesOf, type ProcessEvent, type ProcessInfo, type ProcessSignal, t
 const BASH_OR_SH = 'if [ -x /bin/bash ]; then exec /bin/bash "$@"; fi; exec /bin/sh "$@"';
 const MAX_PTY_SIDE = 1000; // MAX_PTY_DIMENSION of the agent protocol
 const MIN_KEEPALIVE_SECS = 1;
+const MAX_KEEPALIVE_SECS = 3600;
 
 export interface ProcessContext {
   live: LiveSandbox;
@@ -93,12 +94,22 @@ async function relay(events: AsyncIterable<ProcessEvent>, call: RpcCall, send: S
   const interval = Number(call.headers['keepalive-ping-interval']);
   const timer =
     interval >= MIN_KEEPALIVE_SECS
-      ? setInterval(() => void send({ event: { keepalive: {} } }).catch(() => undefined), interval * 1000)
+      ? setInterval(
+          () => void send({ event: { keepalive: {} } }).catch(() => undefined), // the client left: the loop ends
+          Math.min(interval, MAX_KEEPALIVE_SECS) * 1000,
+        )
       : undefined;
   timer?.unref();
+  // The client going away detaches this consumer at once (even while the process is quiet);
+  // the process keeps running for whoever connects next.
+  const it = events[Symbol.asyncIterator]();
+  const detach = (): void => void it.return?.();
+  call.signal.addEventListener('abort', detach, { once: true });
   try {
-    for await (const e of events) {
-      if (call.signal.aborted) return; // the client went away; the process keeps running
+    for (;;) {
+      const next = await it.next();
+      if (next.done || call.signal.aborted) return;
+      const e = next.value;
       if (e.type === 'start') await send({ event: { start: { pid: e.pid } } });
       else if (e.type === 'end') {
         if (e.timedOut) throw new RpcError('deadline_exceeded', 'the command ran past its timeout and was killed');
@@ -108,6 +119,8 @@ async function relay(events: AsyncIterable<ProcessEvent>, call: RpcCall, send: S
     }
   } finally {
     clearInterval(timer);
+    call.signal.removeEventListener('abort', detach);
+    detach();
   }
 }
 
