@@ -16,6 +16,7 @@ import {
   AuthenticationError,
   CommandExitError,
   FileNotFoundError,
+  RateLimitError,
   Sandbox,
   SandboxError,
   SandboxNotFoundError,
@@ -26,6 +27,7 @@ import { api, controllerDataDir, daemonArgs, startDaemon, type DaemonProcess } f
 import { uniqueTag } from '../helpers/env.js';
 
 const TOKEN = randomBytes(24).toString('hex');
+const MAX_ACTIVE = 4;
 const EXAMPLES = fileURLToPath(new URL('../../examples/', import.meta.url));
 
 /** Rejects with an instance of `cls` (and returns it for more checks). */
@@ -73,7 +75,17 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
   /** Starts the daemon (again) on this data dir; the E2B URL is in its `listening` line. */
   async function start(): Promise<void> {
     const tokenFile = join(root, 'token');
-    d = await startDaemon(daemonArgs(dataDir, root, ['--token-file', tokenFile, '--e2b-bind', '127.0.0.1:0']));
+    // At most MAX_ACTIVE sandboxes: the capacity test fills the host.
+    d = await startDaemon(
+      daemonArgs(dataDir, root, [
+        '--token-file',
+        tokenFile,
+        '--e2b-bind',
+        '127.0.0.1:0',
+        '--max-sandboxes',
+        String(MAX_ACTIVE),
+      ]),
+    );
     const line = d
       .stderr()
       .split('\n')
@@ -262,6 +274,11 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
       const back = await sb.files.read('/tmp/big.bin', { format: 'bytes' });
       assert.equal(back.length, big.length);
       assert.ok(Buffer.from(back).equals(big), '10 MiB came back different');
+      // forkd does not watch directories: a clean error, not a hang.
+      await rejectsAs(
+        sb.files.watchDir('/tmp', () => undefined),
+        SandboxError,
+      );
       await sb.files.remove('/tmp/e2b');
       assert.equal(await sb.files.exists('/tmp/e2b'), false);
       await rejectsAs(sb.files.read('/tmp/e2b/b/moved.txt'), FileNotFoundError);
@@ -359,6 +376,20 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
       assert.match(paused.message, /does not support pause/);
     } finally {
       await src.kill();
+    }
+  });
+
+  test('a full host: create is refused with RateLimitError, and a fork past capacity gets one per fork', async () => {
+    const live = await Promise.all(Array.from({ length: MAX_ACTIVE }, () => Sandbox.create(tag, conn)));
+    try {
+      // retries: 0, so the SDK does not wait out Retry-After itself first.
+      await rejectsAs(Sandbox.create(tag, { ...conn, retries: 0 }), RateLimitError);
+      const forks = await live[0]!.fork({ count: 2 });
+      assert.equal(forks.length, 2);
+      for (const f of forks)
+        assert.ok(f instanceof RateLimitError, String(f instanceof Error ? f.message : 'a sandbox'));
+    } finally {
+      await Promise.all(live.map((s) => s.kill()));
     }
   });
 
