@@ -250,6 +250,15 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
       assert.equal(await sb.files.read('/tmp/e2b/a/hello.txt'), 'hi there');
       assert.equal(await sb.files.exists('/tmp/e2b/a/hello.txt'), true);
       assert.equal(await sb.files.exists('/tmp/e2b/nope'), false);
+      const many = await sb.files.write([
+        { path: '/tmp/multi/one.txt', data: 'one' },
+        { path: '/tmp/multi/deeper/two.txt', data: new TextEncoder().encode('two').buffer },
+      ]);
+      assert.deepEqual(
+        many.map((w) => w.path),
+        ['/tmp/multi/one.txt', '/tmp/multi/deeper/two.txt'],
+      );
+      assert.equal(await sb.files.read('/tmp/multi/deeper/two.txt'), 'two');
       assert.equal(await sb.files.makeDir('/tmp/e2b/b/c'), true);
       assert.equal(await sb.files.makeDir('/tmp/e2b/b/c'), false);
       const moved = await sb.files.rename('/tmp/e2b/a/hello.txt', '/tmp/e2b/b/moved.txt');
@@ -405,6 +414,17 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
       });
       assert.equal(res.status, 401);
       assert.equal(((await res.json()) as { code: string }).code, 'unauthenticated');
+      // A method name that is a property of every object is not a handler.
+      const own = (sb as unknown as { envdAccessToken: string }).envdAccessToken;
+      for (const method of ['constructor', 'toString', 'StreamInput', 'WatchDirX']) {
+        const r = await fetch(`${e2bUrl}/process.Process/${method}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'e2b-sandbox-id': sb.sandboxId, 'x-access-token': own },
+          body: '{}',
+        });
+        assert.equal(r.status, 501, method);
+        assert.equal(((await r.json()) as { code: string }).code, 'unimplemented');
+      }
       const other = await Sandbox.create(tag, conn);
       try {
         // One sandbox's token does not open another.

@@ -136,11 +136,15 @@ function endJson(e: Extract<ProcessEvent, { type: 'end' }>): Obj {
   };
 }
 
+const SIGNAL_TEXT: Record<string, string> = {
+  SIGKILL: 'killed',
+  SIGTERM: 'terminated',
+  SIGINT: 'interrupt',
+  SIGHUP: 'hangup',
+};
+
 function signalText(signal: string): string {
-  return (
-    (({ SIGKILL: 'killed', SIGTERM: 'terminated', SIGINT: 'interrupt', SIGHUP: 'hangup' } as Obj)[signal] as
-      string | undefined) ?? signal
-  );
+  return Object.hasOwn(SIGNAL_TEXT, signal) ? SIGNAL_TEXT[signal]! : signal;
 }
 
 function processInfoJson(p: ProcessInfo): Obj {

@@ -95,12 +95,18 @@ export function createE2bHandler(deps: E2bDeps): (req: IncomingMessage, res: Ser
         } else sendJson(res, reply.status, reply.json, reply.headers);
         return;
       }
-      route = rpc ? `e2b:${rpc[1]}/${rpc[2]}` : `e2b:${path}`;
+      // Only known calls get a label of their own: metric labels stay a bounded set.
+      route = rpc ? (knownRpc(rpc[1]!, rpc[2]!) ? `e2b:${rpc[1]}/${rpc[2]}` : 'e2b:unknown-rpc') : `e2b:${path}`;
       const id = sandboxIdOf(req);
       if (path === '/health') {
         if (method !== 'GET') throw new E2bHttpError(405, 'GET /health');
         outcome = 'exempt';
-        const running = deps.core.sandboxes.list({ state: 'running' }).some((r) => r.id === id);
+        let running = false;
+        try {
+          running = deps.core.sandboxes.get(id).state === 'running';
+        } catch (err) {
+          if (!isForkdError(err, 'not_found') && !isForkdError(err, 'invalid_id')) throw err;
+        }
         res.statusCode = running ? 204 : 502;
         res.end();
         return;
@@ -118,7 +124,7 @@ export function createE2bHandler(deps: E2bDeps): (req: IncomingMessage, res: Ser
     };
     run().catch((err: unknown) => {
       if (rpc) return sendUnaryError(res, unaryError(err, log));
-      sendHttpError(res, inSandboxStatus(httpErrorOf(err, log, requestId), inSandbox));
+      sendHttpError(res, httpErrorOf(err, log, requestId));
     });
   };
 }
@@ -155,19 +161,24 @@ function sandboxIdOf(req: IncomingMessage): string {
   return id;
 }
 
-/** The live sandbox; a sandbox that does not exist or no longer runs is E2B's 502 (the SDK: "sandbox timed out"). */
+/**
+ * The live sandbox; one that does not exist or no longer runs is E2B's 502 (RPC: unavailable),
+ * which the SDK reports as a sandbox that is not running any more.
+ */
 function known(core: ControlCore, id: string): LiveSandbox {
   try {
     return core.sandboxes.running(id);
   } catch (err) {
     if (isForkdError(err, 'not_found') || isForkdError(err, 'invalid_id') || isForkdError(err, 'invalid_state'))
-      throw new ForkdError('unavailable', `sandbox ${id.slice(0, 80)} is not running`, { details: { gone: true } });
+      throw new E2bHttpError(502, `sandbox ${id.slice(0, 80)} is not running`);
     throw err;
   }
 }
 
-function inSandboxStatus(e: E2bHttpError, inSandbox: boolean): E2bHttpError {
-  return inSandbox && e.status === 503 ? new E2bHttpError(502, e.message) : e;
+function knownRpc(service: string, method: string): boolean {
+  return service === 'process.Process'
+    ? Object.hasOwn(PROCESS_UNARY, method) || Object.hasOwn(PROCESS_STREAMS, method)
+    : Object.hasOwn(FILESYSTEM_UNARY, method);
 }
 
 function unaryError(err: unknown, log: Logger): RpcError {
@@ -196,8 +207,11 @@ async function serveRpc(
   log: Logger,
 ): Promise<void> {
   const ctx = { live, env: core.access.envOf(id) };
-  const stream = service === 'process.Process' ? PROCESS_STREAMS[method] : undefined;
-  const unary = service === 'process.Process' ? PROCESS_UNARY[method] : FILESYSTEM_UNARY[method];
+  // Own properties only: a method named "constructor" or "toString" is not a handler.
+  const own = <T>(table: Record<string, T>): T | undefined =>
+    Object.hasOwn(table, method) ? table[method] : undefined;
+  const stream = service === 'process.Process' ? own(PROCESS_STREAMS) : undefined;
+  const unary = service === 'process.Process' ? own(PROCESS_UNARY) : own(FILESYSTEM_UNARY);
   const streaming = String(req.headers['content-type'] ?? '').startsWith('application/connect+');
   if (!stream && !unary) {
     const err = new RpcError('unimplemented', `forkd does not implement ${service}/${method}`);
