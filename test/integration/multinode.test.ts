@@ -18,7 +18,7 @@ import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import { messageOf } from '../../src/lib/errors.js';
 import { startCluster, type Cluster, type ClusterHost } from '../helpers/cluster.js';
-import { Sandbox } from '../../src/sdk/index.js';
+import { Sandbox } from 'forkd';
 import { CLI, ensureImage, runCli } from '../helpers/env.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OPENAPI_DOCUMENT } from '../../src/api/openapi.js';
 import { ERROR_CODES } from '../../src/lib/errors.js';
-import { Controller, ForkdApiError } from '../../src/sdk/index.js';
+import { Controller, ForkdApiError } from 'forkd';
 import type {
   ApiErrorCode,
   BranchResult,
@@ -16,11 +16,11 @@ import type {
   ExecResult,
   FileList,
   PingResult,
-  SandboxInfo,
+  ApiSandbox,
   SnapshotInfo,
   VersionInfo,
   WriteFileResult,
-} from '../../src/sdk/index.js';
+} from 'forkd';
 import { parseRemote } from '../../src/cli/commands/sandbox/cp.js';
 import { egressFlag } from '../../src/cli/commands/sandbox/spawn.js';
 import { numberFlag } from '../../src/cli/args.js';
@@ -56,7 +56,7 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
     ],
     [
       'Sandbox',
-      keys<SandboxInfo>({
+      keys<ApiSandbox>({
         id: true,
         snapshot_tag: true,
         state: true,
@@ -74,7 +74,7 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
         reason: true,
         warnings: true,
         node: true,
-      } satisfies Record<keyof SandboxInfo, true>),
+      } satisfies Record<keyof ApiSandbox, true>),
     ],
     [
       'CreateSandboxes',
