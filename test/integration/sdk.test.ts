@@ -659,7 +659,7 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
       );
     });
 
-    test('examples/branch-explore.ts: branch, try 3, keep the best', async (t) => {
+    test('examples/branch-explore.ts: fork 3, try one alternative in each, keep the best', async (t) => {
       if (!hasBranch) {
         t.skip('this daemon has no BRANCH route yet (the BRANCH issue adds it): the example is compiled, not run');
         return;
