@@ -140,13 +140,28 @@ void describe('stdin', () => {
   });
 
   void it('without stdin: input is refused and stdin reads as empty', async () => {
-    const s = await procs.start({ argv: ['cat'] });
-    await assert.rejects(
-      procs.sendInput(s.pid, Buffer.from('x')),
-      (err) => isForkdError(err, 'invalid_state') || isForkdError(err, 'not_found'),
-    );
-    const end = await follow(s).end;
-    assert.equal(end.exitCode, 0);
+    const running = await procs.start({ argv: ['sleep', '100'] });
+    await assert.rejects(procs.sendInput(running.pid, Buffer.from('x')), (err) => isForkdError(err, 'invalid_state'));
+    await assert.rejects(procs.closeInput(running.pid), (err) => isForkdError(err, 'invalid_state'));
+    await procs.signal(running.pid, 'SIGKILL');
+    assert.equal((await follow(running).end).signal, 'SIGKILL');
+    const cat = follow(await procs.start({ argv: ['cat'] }));
+    assert.equal((await cat.end).exitCode, 0);
+    assert.equal(cat.out, '', 'stdin was empty');
+  });
+
+  void it('a start aborted by its caller before the pid is refused; after it, the process goes on', async () => {
+    const ctl = new AbortController();
+    ctl.abort();
+    await assert.rejects(procs.start({ argv: ['true'] }, ctl.signal));
+    const later = new AbortController();
+    const s = await procs.start({ argv: ['cat'], stdin: true }, later.signal);
+    later.abort();
+    const r = follow(s);
+    await procs.sendInput(s.pid, Buffer.from('still here\n'));
+    await r.waitFor(/still here/);
+    await procs.closeInput(s.pid);
+    assert.equal((await r.end).exitCode, 0);
   });
 
   void it('a process that never reads: the guest answers busy past its buffer, memory stays bounded', async () => {
