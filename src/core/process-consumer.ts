@@ -16,6 +16,8 @@ const sizeOf = (event: ProcessEvent): number => ('data' in event ? event.data.le
 export class ProcessConsumer implements AsyncIterableIterator<ProcessEvent> {
   readonly #queue: ProcessEvent[] = [];
   #bytes = 0;
+  /** Whether #bytes is counted in the sandbox's budget (until the process ended). */
+  #counted = true;
   #wake: (() => void) | undefined;
   /** No more events will be queued ('end' queued, cut off, or the reader left). */
   #closed = false;
@@ -45,10 +47,15 @@ export class ProcessConsumer implements AsyncIterableIterator<ProcessEvent> {
     return true;
   }
 
-  /** The last event ('end'); the iterator finishes after it. */
+  /**
+   * The last event ('end'); the iterator finishes after it. What is still queued leaves the
+   * sandbox's budget (it is for running processes): it is this consumer's holder's memory now,
+   * at most `maxBytes`, and goes with the consumer whether or not it is ever read.
+   */
   end(event: ProcessEvent): void {
     if (this.#closed) return;
     this.#queue.push(event);
+    this.#uncount();
     this.#close();
   }
 
@@ -58,7 +65,7 @@ export class ProcessConsumer implements AsyncIterableIterator<ProcessEvent> {
       if (event) {
         const size = sizeOf(event);
         this.#bytes -= size;
-        this.budget.release(size);
+        if (this.#counted) this.budget.release(size);
         return { value: event, done: false };
       }
       if (this.#error) {
@@ -90,9 +97,14 @@ export class ProcessConsumer implements AsyncIterableIterator<ProcessEvent> {
   }
 
   #drop(): void {
-    this.budget.release(this.#bytes);
+    this.#uncount();
     this.#bytes = 0;
     this.#queue.length = 0;
+  }
+
+  #uncount(): void {
+    if (this.#counted) this.budget.release(this.#bytes);
+    this.#counted = false;
   }
 
   #close(): void {

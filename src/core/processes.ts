@@ -177,6 +177,11 @@ export class SandboxProcesses {
     return { pid, events: consumer };
   }
 
+  /** Output queued for consumers that have not read it yet (all processes of this sandbox). */
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
   list(): ProcessInfo[] {
     return [...this.#entries.values()].map((e) => ({ ...e.info }));
   }

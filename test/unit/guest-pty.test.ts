@@ -140,13 +140,28 @@ void describe('stdin', () => {
   });
 
   void it('without stdin: input is refused and stdin reads as empty', async () => {
-    const s = await procs.start({ argv: ['cat'] });
-    await assert.rejects(
-      procs.sendInput(s.pid, Buffer.from('x')),
-      (err) => isForkdError(err, 'invalid_state') || isForkdError(err, 'not_found'),
-    );
-    const end = await follow(s).end;
-    assert.equal(end.exitCode, 0);
+    const running = await procs.start({ argv: ['sleep', '100'] });
+    await assert.rejects(procs.sendInput(running.pid, Buffer.from('x')), (err) => isForkdError(err, 'invalid_state'));
+    await assert.rejects(procs.closeInput(running.pid), (err) => isForkdError(err, 'invalid_state'));
+    await procs.signal(running.pid, 'SIGKILL');
+    assert.equal((await follow(running).end).signal, 'SIGKILL');
+    const cat = follow(await procs.start({ argv: ['cat'] }));
+    assert.equal((await cat.end).exitCode, 0);
+    assert.equal(cat.out, '', 'stdin was empty');
+  });
+
+  void it('a start aborted by its caller before the pid is refused; after it, the process goes on', async () => {
+    const ctl = new AbortController();
+    ctl.abort();
+    await assert.rejects(procs.start({ argv: ['true'] }, ctl.signal));
+    const later = new AbortController();
+    const s = await procs.start({ argv: ['cat'], stdin: true }, later.signal);
+    later.abort();
+    const r = follow(s);
+    await procs.sendInput(s.pid, Buffer.from('still here\n'));
+    await r.waitFor(/still here/);
+    await procs.closeInput(s.pid);
+    assert.equal((await r.end).exitCode, 0);
   });
 
   void it('a process that never reads: the guest answers busy past its buffer, memory stays bounded', async () => {
@@ -320,6 +335,49 @@ async function rawRequest(params: WireRecord, id = 7): Promise<DecodedFrame> {
 }
 
 const codeOf = (f: DecodedFrame): unknown => (f.kind === 'error' ? (f.payload as WireRecord).code : 'ok');
+
+async function agentFigures(): Promise<{ rssKiB: number; ticks: number }> {
+  const status = await readFile(`/proc/${guest.pid}/status`, 'utf8');
+  const fields = (await readFile(`/proc/${guest.pid}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
+  return { rssKiB: Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]), ticks: Number(fields[11]) + Number(fields[12]) };
+}
+
+void describe('bounds', () => {
+  void it('idle interactive processes cost the agent no CPU', async () => {
+    const a = await procs.start({ argv: ['cat'], stdin: true });
+    const b = await procs.start({ argv: ['sh'], pty: { cols: 80, rows: 24 } });
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = (await agentFigures()).ticks;
+    await new Promise((r) => setTimeout(r, 1000));
+    const used = (await agentFigures()).ticks - t0;
+    assert.ok(used <= 5, `${used} ticks of CPU in 1 s with an open stdin and an idle terminal`);
+    await procs.signal(a.pid, 'SIGKILL');
+    await procs.signal(b.pid, 'SIGKILL');
+  });
+
+  void it('a terminal flooding output: a reader that never reads is cut off, memory stays bounded on both sides', async () => {
+    const s = await procs.start({ argv: ['yes', 'flood'], pty: { cols: 80, rows: 24 } }); // s.events not read yet
+    let seen = 0;
+    let rss = 0;
+    const reader = (async () => {
+      for await (const ev of procs.connect(s.pid).events) {
+        if ('data' in ev) seen += ev.data.length;
+        if (ev.type === 'end') return ev;
+      }
+      throw new Error('no end');
+    })();
+    // The other reader got more than the unread one may queue: that one was cut off by now.
+    while (seen < 6 * 1024 * 1024) await new Promise((r) => setTimeout(r, 20));
+    rss = (await agentFigures()).rssKiB;
+    assert.ok(procs.bufferedBytes <= 4 * 1024 * 1024, `${procs.bufferedBytes} bytes queued on the host`);
+    const it = s.events[Symbol.asyncIterator]();
+    await assert.rejects(it.next(), (err) => isForkdError(err, 'busy') && /fell more than/.test(err.message));
+    assert.ok(rss < 48 * 1024, `agent RSS ${rss} KiB`);
+    await procs.signal(s.pid, 'SIGKILL');
+    assert.equal((await reader).signal, 'SIGKILL');
+    assert.equal(procs.bufferedBytes, 0, 'every queue is released once read or cut off');
+  });
+});
 
 void describe('hostile requests to the agent', () => {
   void it('refuses oversized input, unknown pids, bad sizes, pty in the background', async () => {
