@@ -6,10 +6,11 @@ import tseslint from 'typescript-eslint';
 import forkdRules from './scripts/eslint-explained-ignore.mjs';
 
 // Which src/ folders each src/ folder may import (its own is always allowed). Imports point
-// down: lib <- host <- vmm <- image/agent/protocol <- core <- pack <- api/sdk <- cli/mcp <- bin,
+// down: lib <- host <- vmm <- image/agent/protocol <- core <- pack <- api <- cli/mcp <- bin,
 // with the narrower rules ARCHITECTURE.md states: api reaches the domain only through core;
-// sdk imports nothing of forkd (it is the published package); guest imports only protocol;
-// mcp works over the sdk; nothing imports bin.
+// guest imports only protocol; mcp works over the SDK; nothing imports bin. The SDK is its
+// own package (packages/sdk, published as `forkd`): only cli, mcp and bin import it, by its
+// package name, and it imports nothing but node: built-ins and its own files.
 const BELOW_CORE = ['agent', 'protocol', 'image', 'vmm', 'host', 'lib'];
 const LAYERS = {
   lib: [],
@@ -24,7 +25,6 @@ const LAYERS = {
   api: ['core', 'pack', 'lib'],
   // The gateway serves the nodes' API (api) and talks to nodes; it owns no sandbox itself.
   gateway: ['api', 'core', 'pack', 'lib'],
-  sdk: [],
   mcp: ['sdk', 'lib'],
   cli: ['mcp', 'api', 'sdk', 'pack', 'core', ...BELOW_CORE],
   bin: ['cli', 'mcp', 'gateway', 'api', 'sdk', 'pack', 'core', ...BELOW_CORE],
@@ -36,20 +36,46 @@ const LAYER_EXCEPTIONS = {};
 
 const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/** The SDK package, by name (`forkd`, `forkd/...`): a layer like the src/ folders, above api. */
+const SDK = 'sdk';
+const SDK_IMPORT = '^forkd(/|$)';
+
 /** no-restricted-imports for the files of one folder: any relative path that climbs out of it into a folder it may not import. */
 function layerRule(folder, allowed, exceptions = []) {
   const forbidden = Object.keys(LAYERS).filter((f) => f !== folder && !allowed.includes(f));
-  if (forbidden.length === 0) return 'off';
-  const except = exceptions.length ? `(?!(${exceptions.map(escapeRegex).join('|')})$)` : '';
-  const message = `src/${folder} may import only ${allowed.length ? allowed.map((f) => `src/${f}`).join(', ') : 'its own files'} (layers: docs/ARCHITECTURE.md).`;
-  return ['error', { patterns: [{ regex: `^${except}(\\.\\./)+(${forbidden.join('|')})(/|$)`, message }] }];
+  const patterns = [];
+  const names = (list) => list.map((f) => (f === SDK ? 'the SDK (forkd)' : `src/${f}`)).join(', ');
+  const message = `src/${folder} may import only ${allowed.length ? names(allowed) : 'its own files'} (layers: docs/ARCHITECTURE.md).`;
+  if (forbidden.length > 0) {
+    const except = exceptions.length ? `(?!(${exceptions.map(escapeRegex).join('|')})$)` : '';
+    patterns.push({ regex: `^${except}(\\.\\./)+(${forbidden.join('|')})(/|$)`, message });
+  }
+  if (!allowed.includes(SDK)) patterns.push({ regex: SDK_IMPORT, message });
+  // The SDK lives in packages/sdk now: a relative path into a src/sdk is a stale import.
+  patterns.push({ regex: '^(\\.\\./)+sdk(/|$)', message: 'import the SDK by its package name, forkd' });
+  return ['error', { patterns }];
 }
+
+/** The SDK package: node: built-ins and its own files only (it is installed alone, with no dependency). */
+const sdkPackageRule = [
+  'error',
+  {
+    patterns: [
+      {
+        regex: '^(?!node:|\\./)',
+        message:
+          'packages/sdk imports only node: built-ins and its own ./ files (zero dependencies: docs/ARCHITECTURE.md).',
+      },
+    ],
+  },
+];
 
 const layerConfigs = [
   ...Object.entries(LAYERS).map(([folder, allowed]) => ({
     files: [`src/${folder}/**/*.ts`],
     rules: { 'no-restricted-imports': layerRule(folder, allowed) },
   })),
+  { files: ['packages/sdk/**/*.ts'], rules: { 'no-restricted-imports': sdkPackageRule } },
   ...Object.entries(LAYER_EXCEPTIONS).map(([file, imports]) => ({
     files: [file],
     rules: { 'no-restricted-imports': layerRule(file.split('/')[1], LAYERS[file.split('/')[1]], imports) },
@@ -57,7 +83,7 @@ const layerConfigs = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'coverage/**'] },
+  { ignores: ['**/dist/**', '**/node_modules/**', 'bench/results/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
@@ -92,7 +118,7 @@ export default tseslint.config(
   {
     files: [
       'src/lib/config.ts',
-      'src/sdk/env.ts',
+      'packages/sdk/src/env.ts',
       'test/**/*.ts',
       'bench/**/*.ts',
       'scripts/**',

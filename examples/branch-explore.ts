@@ -1,31 +1,29 @@
-// Branch mid-task with the forkd SDK: do the expensive setup once in a sandbox, BRANCH it
-// into a snapshot, spawn 3 children from that branch, try one alternative in each, keep the
-// best (its sandbox stays, the others are killed), and delete the branch when done.
+// Branch mid-task with the forkd SDK: do the expensive setup once in a sandbox, fork it into
+// 3 children (one BRANCH snapshot, 3 restores), try one alternative in each, keep the best
+// (its sandbox stays, the others are killed), and delete the branch snapshot when done.
 //
 //   FORKD_URL=... FORKD_TOKEN=... FORKD_SNAPSHOT=py node dist/examples/branch-explore.js
-//
-// (Outside this repository, import from 'forkd' instead of the relative path.)
-import { Controller, Sandbox } from '../src/sdk/index.js';
+import { Sandbox } from 'forkd';
 
 async function main(): Promise<void> {
   const snapshot = process.env.FORKD_SNAPSHOT ?? 'py';
-  const controller = new Controller();
-  await using base = await Sandbox.create({ snapshot, controller, ttlSecs: 600 });
+  await using base = await Sandbox.create(snapshot, { timeoutMs: 600_000 }); // FORKD_URL / FORKD_TOKEN
   // The "expensive" shared state: a data file every alternative starts from.
   await base.files.write(
     '/root/data.txt',
     Array.from({ length: 1000 }, (_, i) => String((i * 7919) % 1000)).join('\n'),
   );
-  const branch = await base.branch({ wait: true });
   const alternatives = ['sorted(d)[len(d)//2]', 'sum(d)//len(d)', 'max(set(d), key=d.count)'];
-  const { sandboxes } = await controller.sandboxes.spawn({ snapshot_tag: branch.tag, n: alternatives.length });
-  const tries = sandboxes.map((info) => Sandbox.of(controller, info));
+  const forks = await base.fork({ count: alternatives.length, timeoutMs: 600_000 });
+  const tries = forks.filter((f): f is Sandbox => f instanceof Sandbox);
+  const branch = tries[0] ? (await tries[0].getInfo()).snapshot : undefined;
   try {
+    if (tries.length !== alternatives.length) throw new Error(`only ${tries.length} of the forks started`);
     const scored = await Promise.all(
       tries.map(async (sb, i) => {
         const code = `d = [int(x) for x in open('/root/data.txt').read().split()]\n${alternatives[i]!}`;
         const r = await sb.eval(code, { language: 'python' });
-        if (r.error) throw new Error(`${sb.id}: ${r.error.message}`);
+        if (r.error) throw new Error(`${sb.sandboxId}: ${r.error.message}`);
         return { sb, alternative: alternatives[i]!, score: Number(r.value) };
       }),
     );
@@ -33,16 +31,15 @@ async function main(): Promise<void> {
     for (const s of scored) if (s !== best) await s.sb.kill();
     console.log(
       JSON.stringify({
-        branch: branch.tag,
-        pause_ms: branch.pause_ms,
+        branch,
         tried: scored.map((s) => ({ alternative: s.alternative, score: s.score })),
-        kept: { id: best.sb.id, alternative: best.alternative, score: best.score },
+        kept: { id: best.sb.sandboxId, alternative: best.alternative, score: best.score },
       }),
     );
     await best.sb.kill(); // a real agent would keep working in it
   } finally {
     await Promise.all(tries.map((sb) => sb.kill()));
-    await controller.snapshots.delete(branch.tag, { cascade: true }).catch(() => undefined);
+    if (branch) await base.controller.snapshots.delete(branch, { cascade: true }).catch(() => undefined);
   }
 }
 

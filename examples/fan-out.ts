@@ -2,9 +2,7 @@
 // the work in each (in parallel), gather the results, kill them all.
 //
 //   FORKD_URL=http://127.0.0.1:8889 FORKD_TOKEN=... FORKD_SNAPSHOT=py node dist/examples/fan-out.js
-//
-// (Outside this repository, import from 'forkd' instead of the relative path.)
-import { Controller, Sandbox } from '../src/sdk/index.js';
+import { Controller, Sandbox } from 'forkd';
 
 const N = 10;
 
@@ -18,8 +16,8 @@ async function main(): Promise<void> {
       children.map(async (sb, i) => {
         // Each child sums the squares of its own slice of 0..N*1000.
         const r = await sb.eval(`sum(x * x for x in range(${i * 1000}, ${(i + 1) * 1000}))`, { language: 'python' });
-        if (r.error) throw new Error(`${sb.id}: ${r.error.name}: ${r.error.message}`);
-        return { id: sb.id, slice: i, value: Number(r.value) };
+        if (r.error) throw new Error(`${sb.sandboxId}: ${r.error.name}: ${r.error.message}`);
+        return { id: sb.sandboxId, slice: i, value: Number(r.value) };
       }),
     );
     const total = results.reduce((a, r) => a + r.value, 0);

@@ -77,6 +77,28 @@ export interface ExecResult {
   durationMs: number;
 }
 
+/** A process others talk to while it runs (src/core/processes.ts): pid first, then output. */
+export interface InteractiveRequest {
+  argv?: string[];
+  shell?: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Run on a pseudo-terminal: its output arrives as 'pty', and `input` goes to the terminal. */
+  pty?: { cols: number; rows: number };
+  /** Keep stdin open for `input` until `closeInput` (a pty always takes input). */
+  stdin?: boolean;
+  /** The whole process group is SIGKILLed at it; 0 or absent: none. */
+  timeoutMs?: number;
+}
+
+export interface InteractiveHandlers {
+  /** Ends the process (the guest kills its group) if it has not ended. */
+  signal?: AbortSignal;
+  /** The pid, once, before any output. */
+  onStarted(pid: number): void;
+  onOutput(kind: 'stdout' | 'stderr' | 'pty', data: Buffer): void;
+}
+
 export type EvalRequest = { code: string; language?: 'js' | 'python'; timeoutMs?: number };
 
 /** An eval's outcome: the value parsed from the guest's JSON text, captured output, or the error thrown. */
@@ -197,7 +219,58 @@ export class AgentClient {
     });
   }
 
-  /** Signals a background process's whole group (default SIGKILL). */
+  /** Runs an interactive process; resolves with its exit once it ended and its output was delivered. */
+  runInteractive(req: InteractiveRequest, h: InteractiveHandlers): Promise<ExecDone> {
+    const timeoutMs = req.timeoutMs ?? 0;
+    const params = {
+      ...(req.argv ? { argv: req.argv } : {}),
+      ...(req.shell !== undefined ? { shell: req.shell } : {}),
+      ...(req.env ? { env: req.env } : {}),
+      ...(req.cwd ? { cwd: req.cwd } : {}),
+      ...(req.pty ? { pty: req.pty } : {}),
+      ...(req.stdin ? { stdinOpen: true } : {}),
+      timeoutMs,
+      announce: true,
+    };
+    let started = false;
+    const onStream = (kind: StreamKind, data: Buffer): void => {
+      const expected = req.pty ? kind === 'pty' : kind === 'stdout' || kind === 'stderr';
+      if (!started || !expected) {
+        throw protocolViolation(
+          'exec',
+          `${kind} data ${started ? `from a ${req.pty ? '' : 'non-'}pty process` : 'before its pid'}`,
+        );
+      }
+      h.onOutput(kind as 'stdout' | 'stderr' | 'pty', data);
+    };
+    const onStarted = (pid: number): void => {
+      started = true;
+      h.onStarted(pid);
+    };
+    const call = { timeoutMs: timeoutMs > 0 ? timeoutMs + GUEST_LIMIT_MARGIN_MS : Infinity, signal: h.signal };
+    return this.conn.call('exec', params, { ...call, onStream, onStarted }).then((result) => {
+      if ('pid' in result) throw protocolViolation('exec', 'an interactive exec answered with a pid');
+      if (!started) throw protocolViolation('exec', 'an interactive exec ended without announcing its pid');
+      return result;
+    });
+  }
+
+  /** Input for a running interactive process (at most MAX_INPUT_CHUNK_BYTES; `busy` when its buffer is full). */
+  async input(req: { pid: number; data: Buffer }, opts: RequestOptions = {}): Promise<void> {
+    await this.conn.call('input', req, this.options(opts));
+  }
+
+  /** Ends an interactive process's input (a terminal gets ^D). */
+  async closeInput(req: { pid: number }, opts: RequestOptions = {}): Promise<void> {
+    await this.conn.call('input.close', req, this.options(opts));
+  }
+
+  /** Sets the terminal size of a running pty process. */
+  async resize(req: { pid: number; cols: number; rows: number }, opts: RequestOptions = {}): Promise<void> {
+    await this.conn.call('resize', req, this.options(opts));
+  }
+
+  /** Signals a process's whole group (default SIGKILL): a background one, or a running interactive one. */
   kill(req: { pid: number; signal?: string }, opts: RequestOptions = {}): Promise<ResultOf<'kill'>> {
     return this.conn.call('kill', req, this.options(opts));
   }
@@ -263,7 +336,7 @@ export class AgentClient {
     const stdout = new BoundedBuffer(this.conn, max);
     const stderr = new BoundedBuffer(this.conn, max);
     const onStream = (kind: StreamKind, chunk: Buffer): void => {
-      if (kind === 'data') throw protocolViolation('exec', 'file data in command output');
+      if (kind !== 'stdout' && kind !== 'stderr') throw protocolViolation('exec', `${kind} data in command output`);
       (kind === 'stdout' ? stdout : stderr).push(chunk);
       (kind === 'stdout' ? opts.onStdout : opts.onStderr)?.(chunk);
     };

@@ -30,10 +30,13 @@ import type { Logger } from '../lib/log.js';
 import { errorFromGuest, protocolViolation } from './errors.js';
 
 export interface CallOptions {
+  /** Infinity: no deadline (an interactive process; its `signal` or the connection ends it). */
   timeoutMs: number;
   signal?: AbortSignal | undefined;
   /** Receives the request's stream frames; throwing fails the request. */
   onStream?: ((kind: StreamKind, data: Buffer) => void) | undefined;
+  /** Receives the pid of an `announce` exec (once, before any output); throwing fails the request. */
+  onStarted?: ((pid: number) => void) | undefined;
   /** Sends what follows the request frame (upload chunks); `done` fires once it settles. */
   upload?: ((id: number, done: AbortSignal) => Promise<void>) | undefined;
 }
@@ -41,6 +44,8 @@ export interface CallOptions {
 interface Pending {
   op: Op;
   onStream: CallOptions['onStream'];
+  onStarted: CallOptions['onStarted'];
+  started: boolean;
   finish(err: Error | undefined, result?: unknown): void;
 }
 
@@ -125,7 +130,9 @@ export class AgentConnection {
         new ForkdError('payload_too_large', `agent ${op}: request is over the ${MAX_FRAME_BYTES}-byte frame limit`),
       );
     }
-    const timeout = AbortSignal.timeout(Math.max(1, Math.ceil(opts.timeoutMs)));
+    const timeout = Number.isFinite(opts.timeoutMs)
+      ? AbortSignal.timeout(Math.max(1, Math.ceil(opts.timeoutMs)))
+      : new AbortController().signal; // never aborts
     const signal = opts.signal ? AbortSignal.any([timeout, opts.signal]) : timeout;
     return new Promise<ResultOf<K>>((resolve, reject) => {
       const done = new AbortController();
@@ -142,7 +149,7 @@ export class AgentConnection {
           : abortError(signal, `agent ${op}`);
         this.stop(id, err);
       };
-      this.pending.set(id, { op, onStream: opts.onStream, finish });
+      this.pending.set(id, { op, onStream: opts.onStream, onStarted: opts.onStarted, started: false, finish });
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });
       this.socket.write(frame);
@@ -225,6 +232,18 @@ export class AgentConnection {
     if (!p) {
       // Expected after a restore: replies to the snapshot parent's requests, or to ours that timed out.
       this.log.debug('agent frame for an unknown request dropped', { id: frame.id });
+      return;
+    }
+    if ('started' in frame) {
+      if (!p.onStarted || p.started) {
+        return this.violation(`${p.started ? 'a second' : 'a'} started frame for ${p.op}`, frame.id);
+      }
+      p.started = true;
+      try {
+        p.onStarted(frame.started.pid);
+      } catch (err) {
+        this.stop(frame.id, err instanceof Error ? err : new Error(String(err)));
+      }
       return;
     }
     if ('stream' in frame) {

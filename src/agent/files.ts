@@ -107,6 +107,11 @@ export class AgentFiles {
     await this.conn.call('files.mkdir', { path, ...(opts.parents ? { parents: true } : {}) }, this.options(opts));
   }
 
+  /** rename(2) in the guest: same file system only; an existing `to` is replaced. */
+  async rename(from: string, to: string, opts: RequestOptions = {}): Promise<void> {
+    await this.conn.call('files.rename', { from, to }, this.options(opts));
+  }
+
   private options(opts: RequestOptions): { timeoutMs: number; signal: AbortSignal | undefined } {
     return { timeoutMs: opts.timeoutMs ?? this.defaultTimeoutMs, signal: opts.signal };
   }

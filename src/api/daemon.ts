@@ -25,6 +25,9 @@ import { ParkedVmms } from '../core/parked-vmms.js';
 import { handlers, type ApiCore } from './routes.js';
 import { listen } from './server.js';
 import { compileOperations } from './validation.js';
+import { SandboxAccess } from '../core/controller/access.js';
+import { checkE2bBind } from './e2b/posture.js';
+import { createE2bHandler } from './e2b/server.js';
 
 /** How long shutdown waits for requests (and snapshot builds) in flight. */
 const DRAIN_MS = 30_000;
@@ -32,6 +35,8 @@ const DRAIN_MS = 30_000;
 export interface Daemon {
   address: string;
   url: string;
+  /** The E2B-compatible API's URL (--e2b-bind), if served. */
+  e2bUrl: string | undefined;
   logger: Logger;
   /** SIGTERM/SIGINT: stop serving, drain, leave (or kill) sandboxes, close state. */
   shutdown(): Promise<void>;
@@ -42,6 +47,7 @@ export interface Daemon {
 /** Throws StartupRefusal (policy) or ForkdError (environment) before anything is served. */
 export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
   const posture = checkPosture(cfg);
+  const e2bBind = checkE2bBind(cfg.e2bBind, posture, cfg.insecureNoTls);
   const logger = createLogger({ level: cfg.local.logLevel, base: { component: 'forkd-controller' } });
   for (const w of posture.warnings) {
     process.stderr.write(`\n*** WARNING: ${w} ***\n\n`);
@@ -137,12 +143,30 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
     headersTimeoutMs: cfg.httpHeadersTimeoutMs,
     requestTimeoutMs: cfg.httpRequestTimeoutMs,
   });
+  const e2b = e2bBind
+    ? await listen(
+        e2bBind,
+        posture.tls,
+        createE2bHandler({
+          core: { sandboxes, snapshots, branches, access: new SandboxAccess(store) },
+          token: posture.token,
+          audit,
+          metrics,
+          logger,
+        }),
+        { headersTimeoutMs: cfg.httpHeadersTimeoutMs, requestTimeoutMs: cfg.httpRequestTimeoutMs },
+      ).catch((err: unknown) => {
+        void drain(listening.server, 0);
+        throw err;
+      })
+    : undefined;
   for (const note of posture.notes) logger.info(note);
   if (ctx.facts.accel.warning) logger.warn(`accelerator ${ctx.facts.accel.accel}: ${ctx.facts.accel.warning}`);
   // Always printed, whatever the log level: with --bind ...:0 it is how a caller learns the port.
   createLogger({ level: 'info', base: { component: 'forkd-controller' } }).info('listening', {
     address: listening.address,
     url: listening.url,
+    e2b_url: e2b?.url ?? null,
     tls: posture.tls !== undefined,
     auth: posture.token !== undefined,
     data_dir: cfg.local.dataDir,
@@ -160,6 +184,7 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
   return {
     address: listening.address,
     url: listening.url,
+    e2bUrl: e2b?.url,
     logger,
     reopenAuditLog: () => {
       try {
@@ -173,7 +198,7 @@ export async function startDaemon(cfg: ControllerConfig): Promise<Daemon> {
       (stopping ??= (async () => {
         logger.info('shutting down', { kill_sandboxes: cfg.killOnExit });
         const deadline = Date.now() + DRAIN_MS;
-        await drain(listening.server, DRAIN_MS);
+        await Promise.all([drain(listening.server, DRAIN_MS), e2b && drain(e2b.server, DRAIN_MS)]);
         await Promise.race([
           Promise.all([snapshots.idle(), branches.idle()]),
           sleep(Math.max(0, deadline - Date.now())),

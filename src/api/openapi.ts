@@ -61,12 +61,21 @@ const pathQuery = {
   in: 'query',
   required: true,
   description: 'absolute path inside the guest',
-  schema: str({ minLength: 1, maxLength: MAX_PATH_BYTES, pattern: '^/[^\\u0000]*$' }),
+  schema: ref('GuestPath'),
 };
 const trueFalse = str({ enum: ['true', 'false'] });
 const tagParam = { name: 'tag', in: 'path', required: true, schema: ref('Tag') };
 const idParam = { name: 'id', in: 'path', required: true, schema: ref('SandboxId') };
 const errors = { default: reply('error: {"error","code"}', ref('Error')) };
+
+/** The properties of a directory entry (files.list, files.stat). */
+const fileEntryProperties: Record<string, Schema> = {
+  name: str(),
+  type: str({ enum: ['file', 'dir', 'symlink', 'other'] }),
+  size: { type: 'integer', minimum: 0 },
+  mode: { type: 'integer', minimum: 0 },
+  mtime_ms: { type: 'number' },
+};
 
 const schemas: Record<string, Schema> = {
   Tag: str({ pattern: TAG_PATTERN.source, description: '1-64 of A-Z a-z 0-9 _ -, starting with a letter or digit' }),
@@ -320,19 +329,35 @@ const schemas: Record<string, Schema> = {
     size: { type: 'integer', minimum: 0 },
     sha256: str({ pattern: '^[0-9a-f]{64}$' }),
   }),
+  GuestPath: str({
+    minLength: 1,
+    maxLength: MAX_PATH_BYTES,
+    pattern: '^/[^\\u0000]*$',
+    description: 'absolute path inside the guest',
+  }),
+  FileEntry: obj(['name', 'type', 'size', 'mode', 'mtime_ms'], fileEntryProperties),
+  FileInfo: obj(['path', 'name', 'type', 'size', 'mode', 'mtime_ms'], {
+    path: str({ description: 'the path asked about' }),
+    ...fileEntryProperties,
+  }),
   FileList: obj(['path', 'entries', 'truncated'], {
     path: str(),
-    entries: arr(
-      obj(['name', 'type', 'size', 'mode', 'mtime_ms'], {
-        name: str(),
-        type: str({ enum: ['file', 'dir', 'symlink', 'other'] }),
-        size: { type: 'integer', minimum: 0 },
-        mode: { type: 'integer', minimum: 0 },
-        mtime_ms: { type: 'number' },
-      }),
-      { maxItems: MAX_LIST_ENTRIES },
-    ),
+    entries: arr(ref('FileEntry'), { maxItems: MAX_LIST_ENTRIES }),
     truncated: bool,
+  }),
+  MakeDir: obj(['path'], {
+    path: ref('GuestPath'),
+    parents: { ...bool, default: false, description: 'also make missing parents; an existing directory is no error' },
+  }),
+  MadeDir: obj(['path', 'created'], {
+    path: str(),
+    created: { ...bool, description: 'false: a directory was already there (parents: true)' },
+  }),
+  Rename: obj(['from', 'to'], { from: ref('GuestPath'), to: ref('GuestPath') }),
+  SetTtl: obj(['ttl_secs'], {
+    ttl_secs: int(TTL_SECS_RANGE.min, TTL_SECS_RANGE.max, {
+      description: 'the sandbox now expires this many seconds from now',
+    }),
   }),
   FeatureStatus: obj(['available', 'reason'], { available: bool, reason: nullable(str()) }),
   Capabilities: obj(['root', 'effective', 'missing', 'cgroup_mode', 'features', 'probed_at'], {
@@ -503,6 +528,16 @@ export const OPENAPI_DOCUMENT = {
       get: { operationId: 'getSandbox', responses: { '200': reply('one sandbox', ref('Sandbox')), ...errors } },
       delete: { operationId: 'deleteSandbox', responses: { '204': noContent, ...errors } },
     },
+    '/v1/sandboxes/{id}/ttl': {
+      parameters: [idParam],
+      post: {
+        operationId: 'setSandboxTtl',
+        description:
+          "Sets a running sandbox's lifetime: it now expires ttl_secs from now (kept across a daemon restart). 409 when it is not running.",
+        requestBody: { required: true, ...json(ref('SetTtl')) },
+        responses: { '200': reply('the sandbox with its new expires_at', ref('Sandbox')), ...errors },
+      },
+    },
     '/v1/sandboxes/{id}/branch': {
       parameters: [idParam],
       post: {
@@ -585,6 +620,34 @@ export const OPENAPI_DOCUMENT = {
     '/v1/sandboxes/{id}/files/list': {
       parameters: [idParam, pathQuery],
       get: { operationId: 'listFiles', responses: { '200': reply('directory entries', ref('FileList')), ...errors } },
+    },
+    '/v1/sandboxes/{id}/files/stat': {
+      parameters: [idParam, pathQuery],
+      get: {
+        operationId: 'statFile',
+        description: 'lstat: a final symlink is described, not followed. 404 not_found when nothing is there.',
+        responses: { '200': reply('the entry', ref('FileInfo')), ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/files/mkdir': {
+      parameters: [idParam],
+      post: {
+        operationId: 'makeDir',
+        description:
+          'Makes a directory. Without parents: 404 when the parent is missing, 409 already_exists when anything is there.',
+        requestBody: { required: true, ...json(ref('MakeDir')) },
+        responses: { '200': reply('the directory is there', ref('MadeDir')), ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/files/rename': {
+      parameters: [idParam],
+      post: {
+        operationId: 'renameFile',
+        description:
+          'rename(2) in the guest: an existing `to` is replaced (a file, or an empty directory by a directory); 404 when `from` is missing; both on one file system.',
+        requestBody: { required: true, ...json(ref('Rename')) },
+        responses: { '200': reply('the entry now at `to`', ref('FileInfo')), ...errors },
+      },
     },
   },
 } as const;

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { SandboxManager } from '../core/controller/sandboxes.js';
 import type { ExecRequest } from '../core/api-surface.js';
 import { type Call, type Handler, errorBody } from './http.js';
+import { isForkdError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { evalJson, execJson, fileEntryJson } from './serialize.js';
 
@@ -80,6 +81,31 @@ export function guestHandlers(sandboxes: SandboxManager, logger: Logger): Record
     listFiles: async ({ params, query, signal }) => {
       const r = await sandboxes.running(params.id!).agent.files.list(query.path!, { signal });
       return { status: 200, json: { path: query.path, entries: r.entries.map(fileEntryJson), truncated: r.truncated } };
+    },
+    statFile: async ({ params, query, signal }) => {
+      const entry = await sandboxes.running(params.id!).agent.files.stat(query.path!, { signal });
+      return { status: 200, json: { path: query.path, ...fileEntryJson(entry) } };
+    },
+    makeDir: async ({ params, body, signal }) => {
+      const b = body as { path: string; parents: boolean };
+      const files = sandboxes.running(params.id!).agent.files;
+      // E2B's makeDir answers false for a directory already there; the agent's mkdir -p does
+      // not say, so look first (a directory made in between is reported as made: harmless).
+      if (b.parents) {
+        const there = await files.stat(b.path, { signal }).catch((err: unknown) => {
+          if (isForkdError(err, 'not_found')) return undefined;
+          throw err;
+        });
+        if (there?.type === 'dir') return { status: 200, json: { path: b.path, created: false } };
+      }
+      await files.mkdir(b.path, { signal, parents: b.parents });
+      return { status: 200, json: { path: b.path, created: true } };
+    },
+    renameFile: async ({ params, body, signal }) => {
+      const b = body as { from: string; to: string };
+      const files = sandboxes.running(params.id!).agent.files;
+      await files.rename(b.from, b.to, { signal });
+      return { status: 200, json: { path: b.to, ...fileEntryJson(await files.stat(b.to, { signal })) } };
     },
   };
 }

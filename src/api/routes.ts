@@ -121,6 +121,11 @@ export function handlers(core: ApiCore): Record<string, Handler> {
       });
       return { status: 201, json: { sandboxes: rows.map(sandboxJson), warnings: [] } };
     },
+    setSandboxTtl: ({ params, body }) =>
+      Promise.resolve({
+        status: 200,
+        json: sandboxJson(sandboxes.setTtl(params.id!, (body as { ttl_secs: number }).ttl_secs)),
+      }),
     deleteSandbox: async ({ params, requestId }) => {
       await sandboxes.delete(params.id!, requestId);
       return { status: 204 };

@@ -27,6 +27,8 @@ const USAGE = `usage: forkd-controller serve [options]
   --kill-on-exit           stop every sandbox on SIGTERM/SIGINT (default: they keep running and
                            the next daemon re-adopts them)
   --insecure-no-tls        allow plain HTTP on a non-loopback address (behind a TLS proxy only)
+  --e2b-bind ADDR          also serve the E2B-compatible API there (IP:PORT; FORKD_E2B_BIND; off by
+                           default): point E2B_API_URL and E2B_SANDBOX_URL at it (docs/E2B.md)
   --node-name NAME         this node's name for a gateway; its 3-character key starts every
                            sandbox id (FORKD_NODE_NAME, default: the host name)
 `;
@@ -58,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
         'kill-on-exit': { type: 'boolean' },
         'insecure-no-tls': { type: 'boolean' },
         'node-name': { type: 'string' },
+        'e2b-bind': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
       },
@@ -121,6 +124,7 @@ async function main(argv: string[]): Promise<number> {
       killOnExit: v['kill-on-exit'],
       insecureNoTls: v['insecure-no-tls'],
       nodeName: v['node-name'],
+      e2bBind: v['e2b-bind'],
     });
     daemon = await startDaemon(cfg);
   } catch (err) {

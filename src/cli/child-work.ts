@@ -2,7 +2,7 @@
 // child this process forked (local mode), `runInDaemonSandbox` for one the daemon holds.
 import { messageOf } from '../lib/errors.js';
 import type { Sandbox } from '../core/sandbox.js';
-import type { Sandbox as DaemonSandbox } from '../sdk/index.js';
+import type { Sandbox as DaemonSandbox } from 'forkd';
 
 export type ChildWork = { kind: 'exec'; cmd: string } | { kind: 'eval'; code: string; language: 'js' | 'python' };
 
@@ -90,7 +90,7 @@ export function runInDaemonSandbox(sb: DaemonSandbox, work: ChildWork, timeoutMs
   return summarise(
     sb.id,
     work,
-    (cmd) => sb.commands.run(cmd, { timeoutMs }),
+    (cmd) => sb.commands.run(cmd, { timeoutMs, throwOnNonZeroExit: false }),
     (code, language) => sb.eval(code, { language, timeoutSecs: Math.max(1, Math.ceil(timeoutMs / 1000)) }),
   );
 }

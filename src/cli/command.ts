@@ -3,7 +3,7 @@
 import type { Logger } from '../lib/log.js';
 import type { FlagTable } from './flags.js';
 
-/** Local: this host's data dir. Daemon: a forkd-controller, through src/sdk. */
+/** Local: this host's data dir. Daemon: a forkd-controller, through the SDK (the forkd package, packages/sdk). */
 export type Mode = 'local' | 'daemon';
 
 export interface CliContext {

@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { loadClientConfig } from '../lib/config.js';
 import { ForkdError } from '../lib/errors.js';
-import { Controller, DEFAULT_URL, type ForkdApiError } from '../sdk/index.js';
+import { Controller, DEFAULT_URL, type ForkdApiError } from 'forkd';
 import { numberFlag } from './args.js';
 import type { CliContext, Mode } from './command.js';
 import {
@@ -74,7 +74,7 @@ export async function openController(
       });
     }
   }
-  return new Controller({ url: cfg.url, token: cfg.token, ca, timeoutMs });
+  return new Controller({ url: cfg.url, token: cfg.token, ca, requestTimeoutMs: timeoutMs });
 }
 
 export function describeApiError(err: ForkdApiError): string {

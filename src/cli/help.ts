@@ -1,7 +1,7 @@
 // `forkd --help` (commands by group, the mode rule, the old names) and `forkd <command> --help`
 // (usage, what it does, every flag with its default, examples), both built from the registry.
 import type { Command, CommandGroup } from './command.js';
-import { DEFAULT_URL } from '../sdk/index.js';
+import { DEFAULT_URL } from 'forkd';
 import { wrapText } from './args.js';
 import { MODE_RULE } from './daemon.js';
 import { flagLines, HELP_WIDTH } from './flags.js';

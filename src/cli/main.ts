@@ -5,7 +5,7 @@ import { ForkdError, messageOf } from '../lib/errors.js';
 import { createLogger } from '../lib/log.js';
 import { loadLocalConfig } from '../lib/config.js';
 import { FORKD_VERSION } from '../lib/version.js';
-import { ForkdApiError } from '../sdk/index.js';
+import { ForkdApiError } from 'forkd';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type CliContext, type Command } from './command.js';
 import { aliases, commandNamed, commands, SNAPSHOT_FLAGS_FORM } from './commands/index.js';
 import { describeApiError } from './daemon.js';

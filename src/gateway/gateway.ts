@@ -634,6 +634,10 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
     writeFile: async (call) => forward(call, await upNodeOf(call.params.id!)),
     removeFile: async (call) => forward(call, await upNodeOf(call.params.id!)),
     listFiles: async (call) => forward(call, await upNodeOf(call.params.id!)),
+    statFile: async (call) => forward(call, await upNodeOf(call.params.id!)),
+    makeDir: async (call) => forward(call, await upNodeOf(call.params.id!)),
+    renameFile: async (call) => forward(call, await upNodeOf(call.params.id!)),
+    setSandboxTtl: async (call) => forward(call, await upNodeOf(call.params.id!)),
   };
 }
 

@@ -61,6 +61,8 @@ export interface ControllerConfig {
   readonly httpRequestTimeoutMs: number;
   /** This node's name for a gateway (its key goes into every sandbox id); default: the host name. */
   readonly nodeName: string;
+  /** Where the E2B-compatible API listens (`--e2b-bind`, FORKD_E2B_BIND); off when undefined. */
+  readonly e2bBind: string | undefined;
 }
 
 export type DefaultEgress = 'allow' | 'deny';
@@ -81,6 +83,7 @@ export interface ControllerFlags {
   insecureNoTls?: boolean | undefined;
   defaultEgress?: string | undefined;
   nodeName?: string | undefined;
+  e2bBind?: string | undefined;
 }
 
 export const DEFAULT_BIND = '127.0.0.1:8889';
@@ -124,6 +127,7 @@ export function loadControllerConfig(flags: ControllerFlags = {}): ControllerCon
     defaultEgress: egressSetting(flags.defaultEgress ?? env('FORKD_DEFAULT_EGRESS')),
     ...httpTimeouts(),
     nodeName: nodeNameSetting(flags.nodeName ?? env('FORKD_NODE_NAME') ?? hostname()),
+    e2bBind: flags.e2bBind ?? env('FORKD_E2B_BIND'),
   });
 }
 

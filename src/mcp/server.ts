@@ -1,7 +1,7 @@
 // `forkd mcp`: an MCP server (official TypeScript SDK) whose tools drive the daemon.
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { FORKD_VERSION } from '../lib/version.js';
-import type { Controller } from '../sdk/index.js';
+import type { Controller } from 'forkd';
 import { forkdTools, runTool } from './tools.js';
 
 export function createMcpServer(controller: Controller): McpServer {

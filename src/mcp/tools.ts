@@ -2,7 +2,7 @@
 // is interpolated into a shell: exec_command takes an argv array, run without a shell (an
 // agent that wants one passes ["sh", "-c", script] itself); paths and code go as JSON fields.
 import { z } from 'zod';
-import { ForkdApiError, Sandbox, type Controller } from '../sdk/index.js';
+import { ForkdApiError, Sandbox, type Controller } from 'forkd';
 import { EVAL_TIMEOUT_SECS, EXEC_TIMEOUT_SECS, FORK_N_RANGE, LIMIT_RANGES, TTL_SECS_RANGE } from '../lib/contract.js';
 import { TAG_PATTERN } from '../lib/tag.js';
 import { SANDBOX_ID_PATTERN } from '../lib/ids.js';
@@ -149,6 +149,8 @@ export function forkdTools(c: Controller): ToolDef[] {
           timeoutMs: ((a.timeout_secs as number | undefined) ?? EXEC_TIMEOUT_SECS.default) * 1000,
           ...(a.cwd !== undefined ? { cwd: a.cwd as string } : {}),
           ...(a.stdin !== undefined ? { stdin: a.stdin as string } : {}),
+          // The tool answers the exit code; a non-zero one is a result for the model, not a tool error.
+          throwOnNonZeroExit: false,
         });
         return {
           exit_code: r.exitCode,
@@ -181,7 +183,7 @@ export function forkdTools(c: Controller): ToolDef[] {
       description: 'Read a file from a sandbox (UTF-8 text; set base64 for binary).',
       inputSchema: { id: ID, path: PATH, base64: z.boolean().default(false) },
       handler: async (a) => {
-        const data = await sb(a.id).files.read(a.path as string);
+        const data = await sb(a.id).files.read(a.path as string, { format: 'bytes' });
         return a.base64 === true
           ? { path: a.path, base64: data.toString('base64') }
           : { path: a.path, text: data.toString('utf8') };
@@ -191,11 +193,12 @@ export function forkdTools(c: Controller): ToolDef[] {
       name: 'write_file',
       description: 'Write a file in a sandbox (atomic). Give `text`, or `base64` for binary.',
       inputSchema: { id: ID, path: PATH, text: z.string().optional(), base64: z.string().optional() },
-      handler: (a) => {
+      handler: async (a) => {
         if ((a.text === undefined) === (a.base64 === undefined))
           throw new ForkdApiError('invalid_argument', 0, 'give exactly one of text and base64');
         const data = a.text !== undefined ? Buffer.from(a.text as string) : Buffer.from(a.base64 as string, 'base64');
-        return sb(a.id).files.write(a.path as string, data);
+        const w = await sb(a.id).files.write(a.path as string, data);
+        return { path: w.path, size: w.size, sha256: w.sha256 };
       },
     },
     {

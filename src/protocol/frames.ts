@@ -1,17 +1,19 @@
-// Frame envelopes of protocol 2 (docs/PROTOCOL.md): wire.ts decodes the bytes, this file
+// Frame envelopes of protocol 3 (docs/PROTOCOL.md): wire.ts decodes the bytes, this file
 // checks what a decoded frame means. Every frame carries the request `id`.
 //
 // host -> guest   REQUEST {op:"exec", argv:["ls"]}     a request (params beside op)
 //                 DATA <bytes>                          upload chunk of a files.write
 //                 END {sha256}                          upload complete
 // guest -> host   STDOUT | STDERR | FILEDATA <bytes>    output / file chunk of a request
+//                 PTY <bytes>                           output of a process on a terminal
+//                 STARTED {pid}                         an `announce` exec's process was spawned
 //                 OK {...result}                        final reply
 //                 ERROR {code, message}                 final reply; id 0 = no request
-import { literal, ProtocolError, str } from './check.js';
+import { int, literal, ProtocolError, str } from './check.js';
 import { FILE_CHUNK_BYTES, MAX_ERROR_MESSAGE_CHARS } from './limits.js';
 import { encodeWireFrame, type DecodedFrame, type WireRecord } from './wire.js';
 
-export type StreamKind = 'stdout' | 'stderr' | 'data';
+export type StreamKind = 'stdout' | 'stderr' | 'data' | 'pty';
 
 /** Error codes the guest may send. The host maps them onto its own codes and trusts nothing else. */
 export const GUEST_ERROR_CODES = [
@@ -38,6 +40,7 @@ export interface WireError {
 
 export type GuestFrame =
   | { id: number; stream: StreamKind; data: Buffer }
+  | { id: number; started: { pid: number } }
   | { id: number; ok: true; result: WireRecord }
   | { id: number | null; ok: false; error: WireError };
 
@@ -50,6 +53,7 @@ const errorCode = literal<GuestErrorCode>(...GUEST_ERROR_CODES);
 const message = str({ max: MAX_ERROR_MESSAGE_CHARS });
 const sha256 = str({ pattern: /^[0-9a-f]{64}$/ });
 const opName = str({ min: 1, max: 64 });
+const pid = int({ min: 1, max: 2 ** 31 - 1 });
 
 function chunk(data: Buffer, path: string): Buffer {
   if (data.length > FILE_CHUNK_BYTES) {
@@ -69,6 +73,7 @@ export function parseGuestFrame(frame: DecodedFrame): GuestFrame {
   switch (kind) {
     case 'stdout':
     case 'stderr':
+    case 'pty':
     case 'filedata':
       return {
         id: requireId(id, 'frame.id'),
@@ -77,6 +82,8 @@ export function parseGuestFrame(frame: DecodedFrame): GuestFrame {
       };
     case 'ok':
       return { id: requireId(id, 'frame.id'), ok: true, result: payload as WireRecord };
+    case 'started':
+      return { id: requireId(id, 'frame.id'), started: { pid: pid((payload as WireRecord).pid, 'frame.started.pid') } };
     case 'error': {
       const err = payload as WireRecord;
       return {

@@ -46,5 +46,16 @@ export const MAX_LIST_ENTRIES = 4096;
 export const MIN_IDENTITY_ENTROPY_BYTES = 64;
 export const MAX_IDENTITY_ENTROPY_BYTES = 4096;
 
+/** Bytes of one `input` op (stdin or terminal input of an interactive process). */
+export const MAX_INPUT_CHUNK_BYTES = 64 * 1024;
+/**
+ * Input the guest buffers per process until the process reads it; an `input` that does not fit
+ * is answered `busy` (the host retries), so a host writing faster than a process reads cannot
+ * grow the guest's memory.
+ */
+export const PROCESS_INPUT_BUFFER_BYTES = 256 * 1024;
+/** Largest `cols` / `rows` of a pseudo-terminal. */
+export const MAX_PTY_DIMENSION = 1000;
+
 /** Longest error message either side keeps from the other. */
 export const MAX_ERROR_MESSAGE_CHARS = 4096;

@@ -23,6 +23,8 @@ import {
   MAX_EXEC_TIMEOUT_MS,
   MAX_FILE_BYTES,
   MAX_IDENTITY_ENTROPY_BYTES,
+  MAX_INPUT_CHUNK_BYTES,
+  MAX_PTY_DIMENSION,
   MAX_LIST_ENTRIES,
   MAX_PATH_BYTES,
   MIN_IDENTITY_ENTROPY_BYTES,
@@ -42,6 +44,7 @@ const signalName = str({ pattern: /^SIG[A-Z0-9]{1,12}$/ });
 const timeoutMs = int({ min: 1, max: MAX_EXEC_TIMEOUT_MS });
 const pid = int({ min: 1, max: 2 ** 31 - 1 });
 const empty = object({});
+const ptyDimension = int({ min: 1, max: MAX_PTY_DIMENSION });
 
 const execDone = object({
   exitCode: nullable(int({ min: 0, max: 255 })),
@@ -91,11 +94,24 @@ export const OPS = {
       env: optional(record(str({ max: 128 * 1024 }), 4096)),
       cwd: optional(path),
       stdin: optional(bytes({ maxBytes: MAX_EXEC_STDIN_BYTES })),
-      timeoutMs: optional(timeoutMs),
+      /** 0: no timeout (a foreground exec's default is DEFAULT_EXEC_TIMEOUT_MS). */
+      timeoutMs: optional(int({ min: 0, max: MAX_EXEC_TIMEOUT_MS })),
       background: optional(bool),
+      /** Foreground only: run on a pseudo-terminal of this size (output as PTY frames). */
+      pty: optional(object({ cols: ptyDimension, rows: ptyDimension })),
+      /** Foreground only: stdin stays open for `input` until `input.close`. */
+      stdinOpen: optional(bool),
+      /** Foreground only: a STARTED frame with the pid before any output. */
+      announce: optional(bool),
     }),
     result: oneOf(object({ pid }), execDone),
   },
+  /** Bytes for the stdin (or terminal) of a running `stdinOpen` or `pty` exec. */
+  input: { params: object({ pid, data: bytes({ maxBytes: MAX_INPUT_CHUNK_BYTES }) }), result: empty },
+  /** End of input: stdin closed once written (a terminal gets its EOF character, ^D). */
+  'input.close': { params: object({ pid }), result: empty },
+  /** The terminal size of a running `pty` exec (the process gets SIGWINCH). */
+  resize: { params: object({ pid, cols: ptyDimension, rows: ptyDimension }), result: empty },
   kill: { params: object({ pid, signal: optional(signalName) }), result: object({ signalled: bool }) },
   wait: { params: object({ pid, timeoutMs: optional(timeoutMs) }), result: execDone },
   /** Stops the request `target` of the same connection (exec, eval, files.read, files.write). */
@@ -137,6 +153,8 @@ export const OPS = {
   'files.stat': { params: object({ path }), result: fileEntry },
   'files.remove': { params: object({ path, recursive: optional(bool) }), result: empty },
   'files.mkdir': { params: object({ path, parents: optional(bool) }), result: empty },
+  /** rename(2): `to` is replaced if it exists (a file, or an empty directory by a directory). */
+  'files.rename': { params: object({ from: path, to: path }), result: empty },
 } as const;
 
 export type Op = keyof typeof OPS;

@@ -1,4 +1,4 @@
-// The binary wire format of protocol version 2 (docs/PROTOCOL.md): COBS-framed bodies of
+// The binary wire format of protocol versions 2 and 3 (docs/PROTOCOL.md): COBS-framed bodies of
 // `kind:u8 id:u64le payload`, payloads being raw bytes or typed records. Shared by the host
 // client, the eval workers and the tests; the C agent has its own copy of the same rules.
 // Decoding treats its input as hostile: every length is checked against what remains, depth
@@ -12,6 +12,10 @@ export const FRAME_KIND = {
   stdout: 0x10,
   stderr: 0x11,
   filedata: 0x12,
+  /** Output of a process on a pseudo-terminal (stdout and stderr are one stream there). */
+  pty: 0x13,
+  /** Record `{pid}`: an `announce` exec's process was spawned (before any of its output). */
+  started: 0x14,
   ok: 0x20,
   error: 0x21,
 } as const;
@@ -43,11 +47,11 @@ export interface WireRecord {
 export interface DecodedFrame {
   kind: FrameKindName;
   id: number;
-  /** Raw payload for data kinds (stdout, stderr, filedata, data); a record otherwise. */
+  /** Raw payload for data kinds (stdout, stderr, filedata, pty, data); a record otherwise. */
   payload: Buffer | WireRecord;
 }
 
-const RAW_KINDS: ReadonlySet<FrameKindName> = new Set(['data', 'stdout', 'stderr', 'filedata']);
+const RAW_KINDS: ReadonlySet<FrameKindName> = new Set(['data', 'stdout', 'stderr', 'filedata', 'pty']);
 
 // ---------------------------------------------------------------- COBS
 

@@ -44,6 +44,10 @@ const ROUTES: { method: string; path: string; json?: unknown; body?: string }[] 
   { method: 'PUT', path: `/v1/sandboxes/${UNKNOWN_ID}/files?path=/tmp/x`, body: 'x' },
   { method: 'DELETE', path: `/v1/sandboxes/${UNKNOWN_ID}/files?path=/tmp/x` },
   { method: 'GET', path: `/v1/sandboxes/${UNKNOWN_ID}/files/list?path=/` },
+  { method: 'GET', path: `/v1/sandboxes/${UNKNOWN_ID}/files/stat?path=/etc/hostname` },
+  { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/files/mkdir`, json: { path: '/tmp/d', parents: true } },
+  { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/files/rename`, json: { from: '/tmp/a', to: '/tmp/b' } },
+  { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/ttl`, json: { ttl_secs: 60 } },
 ];
 
 async function tree(dir: string, skip: (rel: string) => boolean): Promise<string[]> {
@@ -361,8 +365,23 @@ describe('forkd-controller: auth, hostile input, limits, audit, metrics', () => 
     }
     // Hostile guest paths are refused by the schema before any sandbox lookup.
     for (const p of ['', 'etc/passwd', '%00', 'a']) {
-      const res = await api(base, 'GET', `/v1/sandboxes/${UNKNOWN_ID}/files?path=${p}`, { token: TOKEN });
-      assert.equal(res.status, 400, `path=${p}`);
+      for (const route of ['files', 'files/stat']) {
+        const res = await api(base, 'GET', `/v1/sandboxes/${UNKNOWN_ID}/${route}?path=${p}`, { token: TOKEN });
+        assert.equal(res.status, 400, `${route} path=${p}`);
+      }
+    }
+    // ...in JSON bodies too (mkdir, rename), whichever side of a rename they are on.
+    const over = `/${'a'.repeat(4096)}`;
+    for (const p of ['', 'etc/passwd', '/a\u0000b', 'a', over, 7, null]) {
+      for (const [route, json] of [
+        ['files/mkdir', { path: p }],
+        ['files/rename', { from: p, to: '/tmp/b' }],
+        ['files/rename', { from: '/tmp/a', to: p }],
+      ] as const) {
+        const res = await api(base, 'POST', `/v1/sandboxes/${UNKNOWN_ID}/${route}`, { token: TOKEN, json });
+        assert.equal(res.status, 400, `${route} ${JSON.stringify(json).slice(0, 80)}: ${res.text}`);
+        assert.equal(errorCode(res), 'invalid_argument');
+      }
     }
     assert.deepEqual(await tree(root, skip), before, 'nothing under the temp root changed');
     assert.equal(await readFile(join(root, 'decoy'), 'utf8'), 'decoy');
@@ -402,6 +421,14 @@ describe('forkd-controller: auth, hostile input, limits, audit, metrics', () => 
     ]) {
       const res = await post(`/v1/sandboxes/${UNKNOWN_ID}/exec`, json);
       assert.equal(res.status, 400, `exec ${JSON.stringify(json)}: ${res.text}`);
+    }
+    for (const json of [{}, { ttl_secs: 0 }, { ttl_secs: 604_801 }, { ttl_secs: 2.5 }, { ttl_secs: 60, n: 1 }]) {
+      const res = await post(`/v1/sandboxes/${UNKNOWN_ID}/ttl`, json);
+      assert.equal(res.status, 400, `ttl ${JSON.stringify(json)}: ${res.text}`);
+    }
+    for (const json of [{ path: '/tmp/d', parents: 'yes' }, { path: '/tmp/d', mode: 7 }, { from: '/a' }]) {
+      const route = 'from' in json ? 'files/rename' : 'files/mkdir';
+      assert.equal((await post(`/v1/sandboxes/${UNKNOWN_ID}/${route}`, json)).status, 400, JSON.stringify(json));
     }
     assert.equal((await api(base, 'DELETE', '/v1/snapshots/x?cascade=true&force=true', { token: TOKEN })).status, 400);
     assert.equal((await api(base, 'DELETE', '/v1/snapshots/x?cascade=1', { token: TOKEN })).status, 400);

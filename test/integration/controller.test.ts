@@ -58,6 +58,10 @@ async function cgroupMemoryLimit(id: string): Promise<number | undefined> {
   return undefined;
 }
 
+/** The named fields of a JSON answer, for one deepEqual. */
+const pick = (v: unknown, names: string[]): Record<string, unknown> =>
+  Object.fromEntries(names.map((n) => [n, (v as Record<string, unknown>)[n]]));
+
 const exists = (p: string): Promise<boolean> =>
   access(p).then(
     () => true,
@@ -204,9 +208,45 @@ describe('forkd-controller with real sandboxes', () => {
       entries: { name: string; size: number }[];
     };
     assert.equal(listing.entries.find((e) => e.name === 'blob.bin')?.size, blob.length);
-    assert.equal((await call('DELETE', `/v1/sandboxes/${a!.id}/files?path=/root/blob.bin`)).status, 204);
-    const gone = await call('GET', `/v1/sandboxes/${a!.id}/files?path=/root/blob.bin`);
+    // stat, mkdir (with and without parents), rename over an existing file.
+    const st = await call('GET', `/v1/sandboxes/${a!.id}/files/stat?path=/root/blob.bin`);
+    assert.equal(st.status, 200, st.text);
+    assert.deepEqual(pick(st.json, ['path', 'name', 'type', 'size']), {
+      path: '/root/blob.bin',
+      name: 'blob.bin',
+      type: 'file',
+      size: blob.length,
+    });
+    assert.equal((st.json as { mode: number }).mode & 0o777, 0o600);
+    const dirs = '/root/d1/d2';
+    const noParent = await call('POST', `/v1/sandboxes/${a!.id}/files/mkdir`, { json: { path: dirs } });
+    assert.equal(noParent.status, 404, noParent.text);
+    for (const created of [true, false]) {
+      const made = await call('POST', `/v1/sandboxes/${a!.id}/files/mkdir`, { json: { path: dirs, parents: true } });
+      assert.equal(made.status, 200, made.text);
+      assert.deepEqual(made.json, { path: dirs, created });
+    }
+    const again = await call('POST', `/v1/sandboxes/${a!.id}/files/mkdir`, { json: { path: dirs } });
+    assert.equal(errorCode(again), 'already_exists');
+    assert.equal((await call('PUT', `/v1/sandboxes/${a!.id}/files?path=${dirs}/old`, { body: 'old' })).status, 200);
+    const moved = await call('POST', `/v1/sandboxes/${a!.id}/files/rename`, {
+      json: { from: '/root/blob.bin', to: `${dirs}/old` },
+    });
+    assert.equal(moved.status, 200, moved.text);
+    assert.deepEqual(pick(moved.json, ['path', 'name', 'size']), {
+      path: `${dirs}/old`,
+      name: 'old',
+      size: blob.length,
+    });
+    assert.ok((await call('GET', `/v1/sandboxes/${a!.id}/files?path=${dirs}/old`)).body.equals(blob), 'renamed over');
+    const missing = await call('POST', `/v1/sandboxes/${a!.id}/files/rename`, {
+      json: { from: '/root/blob.bin', to: '/root/x' },
+    });
+    assert.equal(errorCode(missing), 'not_found');
+    assert.equal((await call('DELETE', `/v1/sandboxes/${a!.id}/files?path=/root/d1&recursive=true`)).status, 204);
+    const gone = await call('GET', `/v1/sandboxes/${a!.id}/files/stat?path=/root/d1`);
     assert.equal(gone.status, 404);
+    assert.equal(errorCode(gone), 'not_found');
     // Egress denied by default: the test server does not answer.
     assert.equal(await fetchFrom(a!.id, serverUrl(0), 5), undefined, 'default egress deny');
     // Siblings never see each other's files.
@@ -259,12 +299,17 @@ describe('forkd-controller with real sandboxes', () => {
   test('a restarted daemon re-adopts 3 live sandboxes; kill -9 of QEMU marks them failed and cleans up', async () => {
     const kids = await spawn({ n: 3 });
     for (const k of kids) await sh(k.id, `echo before-restart > /root/mark`);
+    // A lifetime set through the API is kept across the restart.
+    const ttl = await call('POST', `/v1/sandboxes/${kids[0]!.id}/ttl`, { json: { ttl_secs: 3600 } });
+    assert.equal(ttl.status, 200, ttl.text);
+    const expiresAt = (ttl.json as { expires_at: string }).expires_at;
     assert.equal(await d.stop('SIGTERM'), 0, 'clean shutdown');
     for (const k of kids) assert.equal(await alive(k.pid!), true, `sandbox ${k.id} keeps running without the daemon`);
 
     d = await startDaemon(args);
     const listed = ((await call('GET', '/v1/sandboxes?state=running')).json as { sandboxes: SandboxJson[] }).sandboxes;
     assert.deepEqual(listed.map((s) => s.id).sort(), kids.map((k) => k.id).sort());
+    assert.equal(((await sandbox(kids[0]!.id)) as SandboxJson & { expires_at: string }).expires_at, expiresAt);
     for (const k of kids) {
       assert.equal((await sandbox(k.id)).pid, k.pid);
       assert.equal(await sh(k.id, 'cat /root/mark'), 'before-restart', 'the same guest, reconnected');
@@ -362,16 +407,35 @@ describe('forkd-controller with real sandboxes', () => {
     assert.equal((await call('DELETE', `/v1/snapshots/${buildTag}`)).status, 200);
   });
 
-  test('TTL expiry stops the sandbox', async () => {
-    const [k] = await spawn({ n: 1, ttl_secs: 2 });
+  test('TTL expiry stops the sandbox; POST .../ttl moves the deadline', async () => {
+    const [k, later] = await spawn({ n: 2, ttl_secs: 3600 });
+    const before = Date.now();
+    const set = await call('POST', `/v1/sandboxes/${k!.id}/ttl`, { json: { ttl_secs: 2 } });
+    assert.equal(set.status, 200, set.text);
+    const expiresAt = Date.parse((set.json as { expires_at: string }).expires_at);
+    assert.ok(expiresAt >= before + 2000 && expiresAt <= Date.now() + 2000, `expires_at ${expiresAt} is now + 2 s`);
+    // Out of range or not an integer: 400 before anything changes.
+    for (const ttl_secs of [0, 604_801, 1.5, '10']) {
+      const bad = await call('POST', `/v1/sandboxes/${later!.id}/ttl`, { json: { ttl_secs } });
+      assert.equal(errorCode(bad), 'invalid_argument', `ttl_secs ${String(ttl_secs)}`);
+    }
+    assert.equal(errorCode(await call('POST', `/v1/sandboxes/${later!.id}/ttl`, { json: {} })), 'invalid_argument');
+    // Extended: the other one outlives the first's expiry.
+    assert.equal((await call('POST', `/v1/sandboxes/${later!.id}/ttl`, { json: { ttl_secs: 600 } })).status, 200);
     const s = await waitFor('expiry', async () => {
       const x = await sandbox(k!.id);
       return x.state === 'stopped' ? x : undefined;
     });
     assert.match(String(s.reason), /expired/);
+    assert.ok(Date.now() - before < 60_000, 'it went at the new deadline, not the hour it was spawned with');
     assert.equal(await alive(k!.pid!), false);
     assert.equal(await exists(join(dataDir, 'run', k!.id)), false);
+    const stopped = await call('POST', `/v1/sandboxes/${k!.id}/ttl`, { json: { ttl_secs: 60 } });
+    assert.equal(stopped.status, 409);
+    assert.equal(errorCode(stopped), 'invalid_state');
+    assert.equal((await sandbox(later!.id)).state, 'running');
     assert.equal((await call('DELETE', `/v1/sandboxes/${k!.id}`)).status, 204);
+    assert.equal((await call('DELETE', `/v1/sandboxes/${later!.id}`)).status, 204);
   });
 
   test('lineage: dependents block a delete; cascade deletes them, force orphans them', async () => {

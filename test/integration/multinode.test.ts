@@ -18,7 +18,7 @@ import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import { messageOf } from '../../src/lib/errors.js';
 import { startCluster, type Cluster, type ClusterHost } from '../helpers/cluster.js';
-import { Sandbox } from '../../src/sdk/index.js';
+import { Sandbox } from 'forkd';
 import { CLI, ensureImage, runCli } from '../helpers/env.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -217,18 +217,25 @@ void describe('many hosts: three node daemons, two gateways, real guests', { tim
     assert.deepEqual((await gw(0, 'GET', '/v1/sandboxes')).json, { sandboxes: [] });
   });
 
-  void it('the SDK works through a gateway unchanged: create, streamed exec, files, BRANCH, kill', async (t) => {
+  void it('the SDK works through a gateway unchanged: create, streamed exec, files, setTimeout, BRANCH, kill', async (t) => {
     if (skipReason) return t.skip(skipReason);
-    const sb = await Sandbox.create({ url: gateways[1]!.baseUrl, token: TOKEN, snapshot: 'mn-base' });
+    const sb = await Sandbox.create('mn-base', { url: gateways[1]!.baseUrl, token: TOKEN });
     try {
       const out = await sb.commands.run('hostname');
-      assert.equal(out.stdout.trim(), sb.id);
+      assert.equal(out.stdout.trim(), sb.sandboxId);
       await sb.files.write('/tmp/x.txt', 'through the gateway');
-      assert.equal(await sb.files.readText('/tmp/x.txt'), 'through the gateway');
+      assert.equal(await sb.files.read('/tmp/x.txt'), 'through the gateway');
+      // The stat, mkdir, rename and ttl routes are forwarded to the sandbox's node too.
+      assert.equal(await sb.files.makeDir('/tmp/d'), true);
+      await sb.files.write('/tmp/y.txt', 'y');
+      assert.equal((await sb.files.rename('/tmp/y.txt', '/tmp/d/y.txt')).path, '/tmp/d/y.txt');
+      assert.deepEqual([await sb.files.exists('/tmp/y.txt'), await sb.files.exists('/tmp/d/y.txt')], [false, true]);
+      await sb.setTimeout(900_000);
+      assert.ok((await sb.getInfo()).endAt!.getTime() > Date.now() + 800_000);
       // BRANCH through gateway B lands on the sandbox's node; gateway A spawns from it there.
-      const br = await gw(1, 'POST', `/v1/sandboxes/${sb.id}/branch`, { tag: 'mn-branch' });
+      const br = await gw(1, 'POST', `/v1/sandboxes/${sb.sandboxId}/branch`, { tag: 'mn-branch' });
       assert.equal(br.status, 201, br.text);
-      const node = (await gw(0, 'GET', `/v1/sandboxes/${sb.id}`)).json as Sb;
+      const node = (await gw(0, 'GET', `/v1/sandboxes/${sb.sandboxId}`)).json as Sb;
       const snap = await gw(0, 'GET', '/v1/snapshots/mn-branch');
       assert.deepEqual((snap.json as { nodes: string[] }).nodes, [node.node]);
       const child = await gw(0, 'POST', '/v1/sandboxes', { snapshot_tag: 'mn-branch' });

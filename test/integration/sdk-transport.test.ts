@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Controller, ForkdApiError } from '../../src/sdk/index.js';
+import { Controller, ForkdApiError } from 'forkd';
 import { controllerDataDir, daemonArgs, selfSigned, startDaemon, type DaemonProcess } from '../helpers/controller.js';
 import { runCli } from '../helpers/env.js';
 import { findLeaks } from '../helpers/leaks.js';

@@ -3,7 +3,8 @@
 // `numpy` test image (Python for eval and the examples). Ends with the leak check.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -12,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { callMcpTool } from '../helpers/mcp.js';
-import { Controller, ForkdApiError, Sandbox } from '../../src/sdk/index.js';
+import { CommandExitError, Controller, ForkdApiError, isForkdApiError, Sandbox } from 'forkd';
 import { findLeaks, ourQemuProcesses } from '../helpers/leaks.js';
 import { controllerDataDir, daemonArgs, startDaemon, type DaemonProcess } from '../helpers/controller.js';
 import { CLI, ensureImage, runCli, TEST_DATA_DIR, uniqueTag } from '../helpers/env.js';
@@ -123,41 +124,54 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
       assert.equal(s.status, 'ready');
     });
 
-    test('Sandbox: create, commands.run (argv verbatim, sh -c, stream, background), eval, files, connect, kill', async () => {
-      await using sb = await Sandbox.create({
-        snapshot: tag,
+    test('Sandbox: create from a tag with timeoutMs, commands.run (argv verbatim, sh -c, stream), eval, connect, kill', async () => {
+      const before = Date.now();
+      await using sb = await Sandbox.create(tag, {
         url: d.baseUrl,
         token: TOKEN,
-        ttlSecs: 600,
+        timeoutMs: 600_000,
         metadata: { job: 'sdk' },
+        envs: { FROM_CREATE: 'yes' },
         memoryLimitMiB: 1024, // generous: limits that never bite, to see them passed through
         cpuLimit: 2,
         pidsLimit: 4096,
       });
-      assert.equal(sb.info.state, 'running');
-      assert.equal(sb.info.metadata.job, 'sdk');
-      assert.deepEqual(
-        [sb.info.memory_limit_mib, sb.info.cpu_limit, sb.info.pids_limit, sb.info.egress],
-        [1024, 2, 4096, null],
+      assert.match(sb.sandboxId, /^sb-[a-z2-7]{16}$/);
+      const info = await sb.getInfo();
+      assert.equal(info.sandboxId, sb.sandboxId);
+      assert.deepEqual([info.state, info.snapshot, info.templateId, info.metadata.job], ['running', tag, tag, 'sdk']);
+      assert.deepEqual([info.memoryLimitMiB, info.cpuLimit, info.pidsLimit, info.egress], [1024, 2, 4096, null]);
+      // timeoutMs is the lifetime: the daemon's expires_at is now + 600 s.
+      const endAt = info.endAt!.getTime();
+      assert.ok(
+        endAt >= before + 600_000 - 1000 && endAt <= Date.now() + 600_000 + 1000,
+        `endAt ${info.endAt!.toISOString()}`,
       );
+      assert.ok(info.startedAt instanceof Date);
+      // The default lifetime is E2B's 5 minutes, not "forever".
+      await using dflt = await Sandbox.create({ snapshot: tag, controller: c });
+      const dEnd = (await dflt.getInfo()).endAt!.getTime();
+      assert.ok(Math.abs(dEnd - (Date.now() + 300_000)) < 60_000, `default endAt ${dEnd}`);
 
       // argv: shell metacharacters arrive verbatim.
       const echo = await sb.commands.run(['printf', '%s', HOSTILE]);
       assert.equal(echo.exitCode, 0);
       assert.equal(echo.stdout, HOSTILE);
-      // a string goes to /bin/sh -c as one argument
-      const shell = await sb.commands.run('echo out; echo err >&2; exit 3');
-      assert.deepEqual([shell.exitCode, shell.stdout, shell.stderr], [3, 'out\n', 'err\n']);
+      // A string goes to /bin/sh -c as one argument; envs of the create and of the run (which wins).
+      const env = await sb.commands.run('echo "$FROM_CREATE $FROM_RUN"', { envs: { FROM_RUN: 'run' } });
+      assert.equal(env.stdout, 'yes run\n');
 
       // Streaming: the first chunk arrives while the command still waits for a file we only
       // write once that chunk was seen, so it must come before the command ends.
       let ended = false;
       let sawBeforeEnd = false;
       const chunks: string[] = [];
+      const errChunks: string[] = [];
       let release: Promise<unknown> | undefined;
       const run = sb.commands
-        .run('echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second', {
+        .run('echo first; echo warn >&2; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second', {
           timeoutMs: 120_000,
+          onStderr: (data) => errChunks.push(data),
           onStdout: (data) => {
             chunks.push(data);
             if (release === undefined) {
@@ -173,11 +187,9 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
       const r = await run;
       await release;
       assert.ok(sawBeforeEnd, 'a chunk arrived before the command ended');
-      assert.equal(r.exitCode, 0);
+      assert.deepEqual([r.exitCode, r.stdout, r.stderr], [0, 'first\nsecond\n', 'warn\n']);
       assert.equal(chunks.join(''), 'first\nsecond\n');
-
-      const bg = sb.commands.run(['sh', '-c', 'echo bg'], { background: true });
-      assert.equal((await bg.wait()).stdout, 'bg\n');
+      assert.equal(errChunks.join(''), 'warn\n');
 
       // eval: JS persistent context, Python worker, errors
       await sb.eval('globalThis.x = 20');
@@ -185,21 +197,199 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
       assert.equal((await sb.eval('sum(range(10))', { language: 'python' })).value, 45);
       assert.equal((await sb.eval('1/0', { language: 'python' })).error?.name, 'ZeroDivisionError');
 
-      // files
-      const bytes = randomBytes(100_000);
-      const w = await sb.files.write('/root/blob.bin', bytes, { mode: 0o600 });
-      assert.equal(w.size, bytes.length);
-      assert.ok((await sb.files.read('/root/blob.bin')).equals(bytes));
-      const listing = await sb.files.list('/root');
-      assert.ok(listing.entries.some((e) => e.name === 'blob.bin' && e.type === 'file'));
-      await sb.files.remove('/root/blob.bin');
-      await rejectsWith(sb.files.read('/root/blob.bin'), 'not_found', 404);
-
-      const again = await Sandbox.connect(sb.id, { controller: c });
-      assert.equal(again.info.id, sb.id);
+      const again = await Sandbox.connect(sb.sandboxId, { controller: c });
+      assert.equal((await again.getInfo()).sandboxId, sb.sandboxId);
+      assert.equal(again.id, sb.sandboxId, 'the deprecated id still answers');
       await again.kill();
       await again.kill(); // idempotent
-      await rejectsWith(c.sandboxes.get(sb.id), 'not_found', 404);
+      assert.equal(await sb.isRunning(), false);
+      await rejectsWith(c.sandboxes.get(sb.sandboxId), 'not_found', 404);
+      // Static kill: true once, then false (E2B's answer for "no such sandbox").
+      assert.equal(await Sandbox.kill(dflt.sandboxId, { controller: c }), true);
+      assert.equal(await Sandbox.kill(dflt.sandboxId, { controller: c }), false);
+    });
+
+    test('commands: a non-zero exit throws CommandExitError (or not, on request); background wait and kill; a timeout', async () => {
+      await using sb = await Sandbox.create(tag, { controller: c });
+      const err = await sb.commands.run('echo out; echo err >&2; exit 3').then(
+        () => assert.fail('exit 3 must throw'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof CommandExitError, String(err));
+      assert.ok(err instanceof ForkdApiError, 'one SDK error family');
+      assert.deepEqual(
+        [err.exitCode, err.stdout, err.stderr, err.code, err.timedOut],
+        [3, 'out\n', 'err\n', 'exit_error', false],
+      );
+      assert.match(err.message, /exited with code 3/);
+      const kept = await sb.commands.run(['sh', '-c', 'exit 5'], { throwOnNonZeroExit: false });
+      assert.equal(kept.exitCode, 5);
+
+      // background: resolves with a handle at once; wait() gives the result.
+      const bg = await sb.commands.run(['sh', '-c', 'echo bg'], { background: true });
+      assert.equal((await bg.wait()).stdout, 'bg\n');
+      const bgFail = await sb.commands.run('exit 4', { background: true });
+      await assert.rejects(bgFail.wait(), (e) => e instanceof CommandExitError && e.exitCode === 4);
+      // background kill: the command is cancelled (its stream closed) and the guest kills it.
+      const long = await sb.commands.run('echo started > /tmp/bg; sleep 300; echo never > /tmp/bg', {
+        background: true,
+        timeoutMs: 600_000,
+      });
+      const deadline = Date.now() + 60_000;
+      while (!(await sb.files.exists('/tmp/bg')) && Date.now() < deadline) await sleep(100);
+      assert.equal(await long.kill(), true);
+      await rejectsWith(long.wait(), 'aborted', 0);
+      assert.equal(await long.kill(), false, 'already ended');
+      const running = async (): Promise<string> =>
+        (await sb.commands.run('ps -o args | grep -c "[s]leep 300" || true')).stdout.trim();
+      const psDeadline = Date.now() + 30_000;
+      while ((await running()) !== '0' && Date.now() < psDeadline) await sleep(200);
+      assert.equal(await running(), '0', 'the killed command is gone from the guest');
+
+      // A command's timeout: its process group is killed, and that is an error too.
+      const t0 = Date.now();
+      const timedOut = await sb.commands.run('sleep 60', { timeoutMs: 1000 }).then(
+        () => assert.fail('a timeout must throw'),
+        (e: unknown) => e,
+      );
+      assert.ok(timedOut instanceof CommandExitError);
+      assert.equal(timedOut.timedOut, true);
+      assert.equal(timedOut.exitCode, null);
+      assert.ok(Date.now() - t0 < 30_000, 'it ended at its timeout, not at sleep 60');
+      assert.equal((await sb.commands.run('echo still here')).stdout, 'still here\n');
+    });
+
+    test('files: write/read (10 MiB byte-identical), list, exists, getInfo, makeDir, rename, remove', async () => {
+      await using sb = await Sandbox.create(tag, { controller: c });
+      const big = randomBytes(10 * 1024 * 1024);
+      const w = await sb.files.write('/root/big.bin', big, { mode: 0o600 });
+      assert.deepEqual([w.path, w.name, w.type, w.size], ['/root/big.bin', 'big.bin', 'file', big.length]);
+      assert.equal(w.sha256, createHash('sha256').update(big).digest('hex'));
+      const back = await sb.files.read('/root/big.bin', { format: 'bytes' });
+      assert.ok(Buffer.isBuffer(back) && back.equals(big), 'the 10 MiB come back byte for byte');
+      // read is text by default (E2B's default format).
+      await sb.files.write('/root/t.txt', 'héllo');
+      assert.equal(await sb.files.read('/root/t.txt'), 'héllo');
+      // write makes missing parent directories (as E2B's does).
+      await sb.files.write('/root/deep/er/x.txt', 'x');
+      assert.equal(await sb.files.read('/root/deep/er/x.txt'), 'x');
+
+      const listing = await sb.files.list('/root');
+      assert.equal(listing.truncated, false);
+      const entry = listing.find((e) => e.name === 'big.bin');
+      assert.deepEqual(entry && [entry.type, entry.path, entry.size, entry.permissions], [
+        'file',
+        '/root/big.bin',
+        big.length,
+        'rw-------',
+      ]);
+      assert.ok(entry!.modifiedTime instanceof Date);
+      assert.equal(listing.find((e) => e.name === 'deep')?.type, 'dir');
+
+      assert.equal(await sb.files.exists('/root/big.bin'), true);
+      assert.equal(await sb.files.exists('/root/nope'), false);
+      const gi = await sb.files.getInfo('/root/deep');
+      assert.deepEqual([gi.name, gi.type, gi.path], ['deep', 'dir', '/root/deep']);
+      await rejectsWith(sb.files.getInfo('/root/nope'), 'not_found', 404);
+
+      assert.equal(await sb.files.makeDir('/root/a/b/c'), true);
+      assert.equal(await sb.files.makeDir('/root/a/b/c'), false, 'already there');
+      assert.equal((await sb.files.getInfo('/root/a/b/c')).type, 'dir');
+
+      const moved = await sb.files.rename('/root/big.bin', '/root/a/b/c/moved.bin');
+      assert.deepEqual([moved.name, moved.path, moved.size], ['moved.bin', '/root/a/b/c/moved.bin', big.length]);
+      assert.equal(await sb.files.exists('/root/big.bin'), false);
+      assert.ok((await sb.files.read('/root/a/b/c/moved.bin', { format: 'bytes' })).equals(big));
+      await rejectsWith(sb.files.rename('/root/big.bin', '/root/x'), 'not_found', 404);
+
+      // remove: a file; a directory with its contents (E2B's remove); recursive: false refuses a full one.
+      await sb.files.remove('/root/t.txt');
+      assert.equal(await sb.files.exists('/root/t.txt'), false);
+      await rejectsWith(sb.files.remove('/root/a', { recursive: false }), 'already_exists');
+      await sb.files.remove('/root/a');
+      assert.equal(await sb.files.exists('/root/a'), false);
+      await rejectsWith(sb.files.read('/root/a/b/c/moved.bin'), 'not_found', 404);
+    });
+
+    test('Sandbox.list filtered by metadata and state; setTimeout then expiry', async () => {
+      const mark = randomBytes(4).toString('hex');
+      await using one = await Sandbox.create(tag, { controller: c, metadata: { suite: mark, role: 'one' } });
+      await using two = await Sandbox.create(tag, { controller: c, metadata: { suite: mark, role: 'two' } });
+      const ids = async (q: NonNullable<Parameters<typeof Sandbox.list>[0]>['query']): Promise<string[]> => {
+        const p = Sandbox.list({ controller: c, query: q });
+        assert.equal(p.hasNext, true);
+        const items = await p.nextItems();
+        assert.equal(p.hasNext, false);
+        return items.map((s) => s.sandboxId).sort();
+      };
+      assert.deepEqual(await ids({ metadata: { suite: mark } }), [one.sandboxId, two.sandboxId].sort());
+      assert.deepEqual(await ids({ metadata: { suite: mark, role: 'two' } }), [two.sandboxId]);
+      assert.deepEqual(await ids({ metadata: { suite: 'other' } }), []);
+
+      // setTimeout: the lifetime from now, shorter here; the daemon stops it at that time.
+      const before = Date.now();
+      await one.setTimeout(3000);
+      const endAt = (await one.getInfo()).endAt!.getTime();
+      assert.ok(endAt >= before + 3000 && endAt <= Date.now() + 3000, `endAt ${endAt}`);
+      await assert.rejects(one.setTimeout(0), (e) => isForkdApiError(e, 'invalid_argument'));
+      const deadline = Date.now() + 60_000;
+      while ((await one.isRunning()) && Date.now() < deadline) await sleep(250);
+      const gone = await one.getInfo();
+      assert.equal(gone.state, 'stopped');
+      assert.match(String(gone.reason), /expired/);
+      // A stopped one is listed only when asked for; the other one was left alone.
+      assert.deepEqual(await ids({ metadata: { suite: mark } }), [two.sandboxId]);
+      assert.deepEqual(await ids({ metadata: { suite: mark }, state: ['stopped'] }), [one.sandboxId]);
+      assert.equal(await two.isRunning(), true);
+      // Static setTimeout: extend the other one.
+      await Sandbox.setTimeout(two.sandboxId, 3_600_000, { controller: c });
+      assert.ok((await two.getInfo()).endAt!.getTime() > Date.now() + 3_500_000);
+    });
+
+    test('fork: the children see the source files and diverge; the source keeps running', async (t) => {
+      if (!hasBranch) {
+        t.skip('this daemon has no BRANCH route: fork is BRANCH + spawn');
+        return;
+      }
+      await using src = await Sandbox.create(tag, { controller: c, envs: { WHO: 'src' } });
+      await src.files.write('/root/state.txt', 'shared');
+      const forks = await src.fork({ count: 2, timeoutMs: 600_000 });
+      assert.equal(forks.length, 2);
+      const kids = forks.map((f) => {
+        assert.ok(f instanceof Sandbox, f instanceof Error ? f.message : 'not a Sandbox');
+        return f;
+      });
+      try {
+        for (const k of kids) {
+          assert.notEqual(k.sandboxId, src.sandboxId);
+          assert.equal(await k.files.read('/root/state.txt'), 'shared');
+          assert.equal((await k.commands.run('echo $WHO')).stdout, 'src\n', 'the envs go with the fork');
+        }
+        await kids[0]!.files.write('/root/state.txt', 'kid0');
+        await src.files.write('/root/state.txt', 'src-after');
+        assert.equal(await kids[0]!.files.read('/root/state.txt'), 'kid0');
+        assert.equal(await kids[1]!.files.read('/root/state.txt'), 'shared');
+        assert.equal(await src.files.read('/root/state.txt'), 'src-after');
+        const snapshot = (await kids[0]!.getInfo()).snapshot;
+        assert.notEqual(snapshot, tag, 'restored from a snapshot of the source, not its tag');
+        assert.equal(await src.isRunning(), true);
+        for (const k of kids) await k.kill();
+        await c.snapshots.delete(snapshot, { cascade: true });
+      } finally {
+        for (const k of kids) await k.kill();
+      }
+    });
+
+    test('an invalid token is refused before anything happens', async () => {
+      const before = (await c.sandboxes.list()).length;
+      const e = await rejectsWith(Sandbox.create(tag, { url: d.baseUrl, token: 'not-the-token' }), 'unauthorized', 401);
+      assert.ok(e.requestId);
+      await rejectsWith(Sandbox.list({ url: d.baseUrl, token: 'not-the-token' }).nextItems(), 'unauthorized', 401);
+      assert.equal((await c.sandboxes.list()).length, before, 'no sandbox was made');
+      // Bad lifetimes fail in the SDK, before any request.
+      await assert.rejects(Sandbox.create(tag, { controller: c, timeoutMs: -1 }), (x) =>
+        isForkdApiError(x, 'invalid_argument'),
+      );
     });
 
     test('Controller: spawn n, list with filters, get, kill', async () => {
@@ -264,12 +454,12 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
         t.skip('this daemon has no BRANCH route yet (the BRANCH issue adds it): not faked');
         return;
       }
-      await using sb = await Sandbox.create({ snapshot: tag, controller: c });
+      await using sb = await Sandbox.create(tag, { controller: c });
       await sb.files.write('/root/mark', 'branched');
       const b = await sb.branch({ wait: true });
       assert.equal(b.status, 'ready');
-      await using child = await Sandbox.create({ snapshot: b.tag, controller: c });
-      assert.equal((await child.files.read('/root/mark')).toString(), 'branched');
+      await using child = await Sandbox.create(b.tag, { controller: c });
+      assert.equal(await child.files.read('/root/mark'), 'branched');
       await child.kill();
       await c.snapshots.delete(b.tag, { cascade: true });
     });
@@ -469,7 +659,7 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
       );
     });
 
-    test('examples/branch-explore.ts: branch, try 3, keep the best', async (t) => {
+    test('examples/branch-explore.ts: fork 3, try one alternative in each, keep the best', async (t) => {
       if (!hasBranch) {
         t.skip('this daemon has no BRANCH route yet (the BRANCH issue adds it): the example is compiled, not run');
         return;

@@ -300,6 +300,23 @@ void describe('files', () => {
     await assert.rejects(client.files.read('relative/path'), (err) => isForkdError(err, 'invalid_argument'));
     await assert.rejects(client.files.read(guest.dir), (err) => isForkdError(err, 'invalid_argument'));
   });
+
+  void it('renames a file over another and a directory; a missing source or a relative path is refused', async () => {
+    const a = join(guest.dir, 'ren-a');
+    const b = join(guest.dir, 'ren-b');
+    await client.files.write(a, 'from a');
+    await client.files.write(b, 'old b');
+    await client.files.rename(a, b);
+    assert.equal(await readFile(b, 'utf8'), 'from a');
+    await assert.rejects(client.files.stat(a), (err) => isForkdError(err, 'not_found'));
+    await client.files.mkdir(join(guest.dir, 'ren-d'));
+    await client.files.write(join(guest.dir, 'ren-d', 'inner'), 'x');
+    await client.files.rename(join(guest.dir, 'ren-d'), join(guest.dir, 'ren-e'));
+    assert.equal(await readFile(join(guest.dir, 'ren-e', 'inner'), 'utf8'), 'x');
+    await assert.rejects(client.files.rename(a, join(guest.dir, 'ren-c')), (err) => isForkdError(err, 'not_found'));
+    await assert.rejects(client.files.rename('ren-b', b), (err) => isForkdError(err, 'invalid_argument'));
+    await assert.rejects(client.files.rename(b, 'ren-c'), (err) => isForkdError(err, 'invalid_argument'));
+  });
 });
 
 void describe('identity and ping', () => {

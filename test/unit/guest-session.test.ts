@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { MAX_CONCURRENT_REQUESTS, MAX_FRAME_BYTES } from '../../src/protocol/index.js';
+import { AGENT_PROTOCOL_VERSION, MAX_CONCURRENT_REQUESTS, MAX_FRAME_BYTES } from '../../src/protocol/index.js';
 import {
   cobsEncode,
   decodeWireFrame,
@@ -182,7 +182,7 @@ void describe('guest session', () => {
     raw.request(13, { op: 'ping' });
     assert.equal(await raw.errorCode(13), 'ok');
     raw.request(14, { op: 'hello' });
-    assert.equal((await raw.reply(14)).payload.protocolVersion, 2);
+    assert.equal((await raw.reply(14)).payload.protocolVersion, AGENT_PROTOCOL_VERSION);
   });
 
   void it(`refuses request ${MAX_CONCURRENT_REQUESTS + 1} with busy; cancel stops one`, async () => {

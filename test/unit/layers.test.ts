@@ -17,7 +17,7 @@ describe('layer rule (eslint no-restricted-imports per src/ folder)', () => {
   before(() => {
     eslint = new ESLint({
       cwd: ROOT,
-      overrideConfig: [{ files: ['src/**/*.ts'], ...tseslint.configs.disableTypeChecked }],
+      overrideConfig: [{ files: ['src/**/*.ts', 'packages/sdk/**/*.ts'], ...tseslint.configs.disableTypeChecked }],
     });
   });
 
@@ -64,11 +64,10 @@ describe('layer rule (eslint no-restricted-imports per src/ folder)', () => {
     );
   });
 
-  test('the narrower rules: api only through core, sdk nothing of forkd, guest only protocol, nobody imports bin', async () => {
+  test('the narrower rules: api only through core, the SDK package nothing but node:, guest only protocol, nobody imports bin', async () => {
     const upward: [string, string][] = [
       ['src/api/fixture.ts', '../host/users.js'],
       ['src/api/fixture.ts', '../vmm/qmp.js'],
-      ['src/sdk/fixture.ts', '../lib/errors.js'],
       ['src/guest/fixture.ts', '../lib/errors.js'],
       ['src/mcp/fixture.ts', '../core/context.js'],
       ['src/core/controller/fixture.ts', '../../api/http.js'],
@@ -77,6 +76,22 @@ describe('layer rule (eslint no-restricted-imports per src/ folder)', () => {
     for (const [file, spec] of upward) {
       const messages = await layerMessages(file, `import * as m from '${spec}';\nexport { m };\n`);
       assert.equal(messages.length, 1, `${file} importing ${spec}: ${messages.join('\n') || 'not reported'}`);
+    }
+    // The SDK package: by name from cli, mcp and bin only; itself nothing but node: and its files.
+    const sdk: [string, string, number][] = [
+      ['src/core/fixture.ts', 'forkd', 1],
+      ['src/api/fixture.ts', 'forkd', 1],
+      ['src/cli/commands/fixture.ts', 'forkd', 0],
+      ['src/mcp/fixture.ts', 'forkd', 0],
+      ['src/cli/fixture.ts', '../sdk/index.js', 1],
+      ['packages/sdk/src/fixture.ts', '../../../src/lib/errors.js', 1],
+      ['packages/sdk/src/fixture.ts', 'ajv', 1],
+      ['packages/sdk/src/fixture.ts', 'node:http', 0],
+      ['packages/sdk/src/fixture.ts', './errors.js', 0],
+    ];
+    for (const [file, spec, n] of sdk) {
+      const messages = await layerMessages(file, `import * as m from '${spec}';\nexport { m };\n`);
+      assert.equal(messages.length, n, `${file} importing ${spec}: ${messages.join('\n') || 'not reported'}`);
     }
     // No file is excepted any more: api reaches agent types through core (src/core/api-surface.ts).
     for (const file of ['src/api/serialize.ts', 'src/api/metrics.ts']) {

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OPENAPI_DOCUMENT } from '../../src/api/openapi.js';
 import { ERROR_CODES } from '../../src/lib/errors.js';
-import { Controller, ForkdApiError } from '../../src/sdk/index.js';
+import { CommandExitError, Controller, ForkdApiError, Sandbox } from 'forkd';
 import type {
   ApiErrorCode,
   BranchResult,
@@ -14,13 +14,16 @@ import type {
   EgressPolicy,
   EvalResult,
   ExecResult,
+  FileEntry,
+  FileInfo,
   FileList,
+  MadeDir,
   PingResult,
-  SandboxInfo,
+  ApiSandbox,
   SnapshotInfo,
   VersionInfo,
   WriteFileResult,
-} from '../../src/sdk/index.js';
+} from 'forkd';
 import { parseRemote } from '../../src/cli/commands/sandbox/cp.js';
 import { egressFlag } from '../../src/cli/commands/sandbox/spawn.js';
 import { numberFlag } from '../../src/cli/args.js';
@@ -56,7 +59,7 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
     ],
     [
       'Sandbox',
-      keys<SandboxInfo>({
+      keys<ApiSandbox>({
         id: true,
         snapshot_tag: true,
         state: true,
@@ -74,7 +77,7 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
         reason: true,
         warnings: true,
         node: true,
-      } satisfies Record<keyof SandboxInfo, true>),
+      } satisfies Record<keyof ApiSandbox, true>),
     ],
     [
       'CreateSandboxes',
@@ -110,6 +113,21 @@ test('SDK wire types have exactly the properties of the OpenAPI schemas', () => 
       >),
     ],
     ['FileList', keys<FileList>({ path: true, entries: true, truncated: true } satisfies Record<keyof FileList, true>)],
+    [
+      'FileEntry',
+      keys<FileEntry>({ name: true, type: true, size: true, mode: true, mtime_ms: true } satisfies Record<
+        keyof FileEntry,
+        true
+      >),
+    ],
+    [
+      'FileInfo',
+      keys<FileInfo>({ path: true, name: true, type: true, size: true, mode: true, mtime_ms: true } satisfies Record<
+        keyof FileInfo,
+        true
+      >),
+    ],
+    ['MadeDir', keys<MadeDir>({ path: true, created: true } satisfies Record<keyof MadeDir, true>)],
     [
       'FileWritten',
       keys<WriteFileResult>({ path: true, size: true, sha256: true } satisfies Record<keyof WriteFileResult, true>),
@@ -236,4 +254,32 @@ test('forkd spawn: --egress allow|deny|CIDR[,CIDR...] and --cpu-limit are checke
   usage(() => numberFlag('cpu-limit', '0', LIMIT_RANGES.cpuLimit), /--cpu-limit must be from 0\.01 to 1024, got 0/);
   usage(() => numberFlag('cpu-limit', '1e3', LIMIT_RANGES.cpuLimit), /--cpu-limit must be a number/);
   usage(() => numberFlag('cpu-limit', '-1', LIMIT_RANGES.cpuLimit), /--cpu-limit must be a number/);
+});
+
+test('lifetimes and CommandExitError: checked and described in the SDK, before any request', async () => {
+  // Port 1 answers nothing: an invalid_argument here proves no request was tried.
+  const nowhere = { url: 'http://127.0.0.1:1', token: 't' };
+  for (const timeoutMs of [-1, Number.NaN, 7 * 24 * 3600 * 1000 + 1])
+    await assert.rejects(
+      Sandbox.create('x', { ...nowhere, timeoutMs }),
+      (e) => e instanceof ForkdApiError && e.code === 'invalid_argument',
+    );
+  await assert.rejects(Sandbox.create('x', { ...nowhere, timeoutMs: 1000, ttlSecs: 1 }), /not both/);
+  await assert.rejects(
+    Sandbox.setTimeout('sb-aaaaaaaaaaaaaaaa', 0, nowhere),
+    (e) => e instanceof ForkdApiError && e.code === 'invalid_argument',
+  );
+  await assert.rejects(Sandbox.create('x', nowhere), (e) => e instanceof ForkdApiError && e.code === 'unreachable');
+  const base = { signal: null, stdout: 'o', stderr: 'e', truncated: false, timedOut: false, durationMs: 5 };
+  const exit3 = new CommandExitError({ ...base, exitCode: 3 });
+  assert.deepEqual(
+    [exit3.name, exit3.code, exit3.status, exit3.exitCode, exit3.stdout],
+    ['CommandExitError', 'exit_error', 0, 3, 'o'],
+  );
+  assert.match(exit3.message, /exited with code 3/);
+  assert.match(
+    new CommandExitError({ ...base, exitCode: null, signal: 'SIGKILL', timedOut: true, durationMs: 1000 }).message,
+    /timed out after 1000 ms/,
+  );
+  assert.match(new CommandExitError({ ...base, exitCode: null, signal: 'SIGTERM' }).message, /killed by SIGTERM/);
 });

@@ -2,7 +2,7 @@
 // to stderr only: stdout carries the protocol.
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { createMcpServer } from '../../mcp/server.js';
-import { DEFAULT_TIMEOUT_MS } from '../../sdk/index.js';
+import { DEFAULT_TIMEOUT_MS } from 'forkd';
 import { EXIT_OK, type Command } from '../command.js';
 import { openController } from '../daemon.js';
 import { clientFlags, parseFlags } from '../flags.js';

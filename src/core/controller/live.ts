@@ -3,25 +3,32 @@
 // shape: the agent, a promise that settles when QEMU is gone, kill and detach.
 import type { AgentClient } from '../../agent/client.js';
 import type { QmpClient } from '../../vmm/qmp.js';
+import { silentLogger, type Logger } from '../../lib/log.js';
 import type { Sandbox } from '../sandbox.js';
+import { SandboxProcesses } from '../processes.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface LiveSandbox {
   readonly id: string;
   readonly pid: number;
   readonly agent: AgentClient;
+  /** Interactive processes (pty, stdin, many consumers); all killed when the sandbox is released. */
+  readonly processes: SandboxProcesses;
   /** QEMU's monitor (BRANCH drives a live migration through it). */
   readonly qmp: QmpClient;
   /** Settles (with a reason) when QEMU is gone, whoever stopped it. */
   readonly exited: Promise<string>;
-  /** Stop QEMU (if still running), close the connections, remove the run dir. Idempotent. */
+  /** Stop QEMU (if still running), close the connections, remove the run dir. Idempotent. Ends `processes`. */
   kill(): Promise<void>;
-  /** Close the connections and stop watching; QEMU keeps running (daemon shutdown). */
+  /**
+   * Close the connections and stop watching; QEMU keeps running (daemon shutdown). The guest
+   * cancels the requests of a closed connection, so interactive processes end with it.
+   */
   detach(): void;
 }
 
 /** Wraps a sandbox restored by this process. */
-export function liveFromSandbox(sandbox: Sandbox): LiveSandbox {
+export function liveFromSandbox(sandbox: Sandbox, logger: Logger = silentLogger): LiveSandbox {
   const exited = sandbox.vm.process
     .waitExit()
     .then(async (e) =>
@@ -29,14 +36,20 @@ export function liveFromSandbox(sandbox: Sandbox): LiveSandbox {
         ? 'oom'
         : `qemu exited (code ${String(e.code)}, signal ${String(e.signal)})`,
     );
+  const processes = new SandboxProcesses(sandbox.agent, logger);
   return {
     id: sandbox.id,
     pid: sandbox.pid,
     agent: sandbox.agent,
+    processes,
     qmp: sandbox.vm.qmp,
     exited,
-    kill: () => sandbox.dispose(),
+    kill: () => {
+      processes.dispose('the sandbox was released');
+      return sandbox.dispose();
+    },
     detach: () => {
+      processes.dispose('the daemon stopped watching this sandbox');
       sandbox.agent.close();
       sandbox.vm.qmp.close();
     },

@@ -14,6 +14,8 @@ import { RUN_FILES } from '../paths.js';
 import { readRunRecord } from '../run-dir.js';
 import { releaseSandboxHost } from '../sandbox-release.js';
 import type { LiveSandbox } from './live.js';
+import type { Logger } from '../../lib/log.js';
+import { SandboxProcesses } from '../processes.js';
 import { processUsesDir } from '../../host/proc-stat.js';
 
 const WATCH_INTERVAL_MS = 500;
@@ -55,7 +57,7 @@ export async function reattachSandbox(
     }
     const agent = await AgentClient.connect(join(dir, RUN_FILES.agent), { timeoutMs, logger });
     await agent.ping({ timeoutMs });
-    return new AdoptedSandbox(ctx, id, qemu, qmp, agent, opts.network ?? false);
+    return new AdoptedSandbox(ctx, id, qemu, qmp, agent, opts.network ?? false, logger);
   } catch (err) {
     qmp?.close();
     throw new ForkdError('vmm_error', `sandbox ${id}: cannot re-attach to QEMU ${qemu.pid}: ${messageOf(err)}`, {
@@ -66,6 +68,7 @@ export async function reattachSandbox(
 
 class AdoptedSandbox implements LiveSandbox {
   readonly exited: Promise<string>;
+  readonly processes: SandboxProcesses;
   #resolveExit!: (reason: string) => void;
   #timer: NodeJS.Timeout | undefined;
   #killed: Promise<void> | undefined;
@@ -79,7 +82,9 @@ class AdoptedSandbox implements LiveSandbox {
     readonly agent: AgentClient,
     /** Whether it runs in its own network namespace (its cgroup is found by id either way). */
     private readonly network: boolean,
+    logger: Logger,
   ) {
+    this.processes = new SandboxProcesses(agent, logger);
     this.exited = new Promise((resolve) => (this.#resolveExit = resolve));
     this.#timer = setInterval(() => void this.#check(), WATCH_INTERVAL_MS);
     this.#timer.unref();
@@ -106,6 +111,7 @@ class AdoptedSandbox implements LiveSandbox {
   kill(): Promise<void> {
     this.#killed ??= (async () => {
       this.#stopWatching();
+      this.processes.dispose('the sandbox was released');
       this.agent.close();
       await this.qemu.dispose({
         graceful: async () => {
@@ -122,6 +128,7 @@ class AdoptedSandbox implements LiveSandbox {
 
   detach(): void {
     this.#stopWatching();
+    this.processes.dispose('the daemon stopped watching this sandbox');
     this.agent.close();
     this.qmp.close();
   }

@@ -8,6 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { ForkdError, messageOf } from '../../lib/errors.js';
 import { assertSandboxId, newSandboxId } from '../../lib/ids.js';
 import { assertTag } from '../../lib/tag.js';
+import { TTL_SECS_RANGE } from '../../lib/contract.js';
 import type { CoreContext } from '../context.js';
 import { RestoreWindow, restoreMany } from '../fork.js';
 import type { ParkedVmms } from '../parked-vmms.js';
@@ -163,7 +164,7 @@ export class SandboxManager {
         const id = ids[i]!;
         this.hooks.spawned({ spawnMs: performance.now() - t0, restoreMs: sandbox.timings.restoreMs });
         this.store.updateSandbox(id, { state: 'running', pid: sandbox.pid });
-        this.#adopt(liveFromSandbox(sandbox), req.requestId);
+        this.#adopt(liveFromSandbox(sandbox, this.ctx.logger.child({ sandbox: id })), req.requestId);
         this.hooks.event({ event: 'sandbox.created', sandboxId: id, snapshotTag: tag, requestId: req.requestId });
       },
     });
@@ -184,6 +185,33 @@ export class SandboxManager {
         : new ForkdError('vmm_error', `no sandbox of ${tag} could be restored: ${messageOf(first)}`, { cause: first });
     }
     return ids.map((id) => this.get(id));
+  }
+
+  /**
+   * Sets a running sandbox's lifetime to `ttlSecs` from now (E2B's setTimeout): the new
+   * expires_at goes to SQLite first, so a daemon restarted after this call re-arms the same
+   * deadline when it re-adopts the sandbox, then the timer is re-armed.
+   */
+  setTtl(id: string, ttlSecs: number): SandboxRow {
+    if (!Number.isInteger(ttlSecs) || ttlSecs < TTL_SECS_RANGE.min || ttlSecs > TTL_SECS_RANGE.max) {
+      throw new ForkdError(
+        'invalid_argument',
+        `ttl_secs must be an integer ${TTL_SECS_RANGE.min}..${TTL_SECS_RANGE.max}, got ${String(ttlSecs)}`,
+      );
+    }
+    const row = this.get(id);
+    if (row.state !== 'running' || !this.#live.has(row.id)) {
+      throw new ForkdError(
+        'invalid_state',
+        `sandbox ${id} is ${row.state}, not running; only a running sandbox's lifetime can be changed`,
+        { details: { state: row.state, expected: 'running' } },
+      );
+    }
+    const expiresAt = new Date(Date.now() + ttlSecs * 1000);
+    this.store.updateSandbox(row.id, { expiresAt: expiresAt.toISOString() });
+    clearTimeout(this.#ttl.get(row.id));
+    this.#armTtl(row.id, expiresAt.getTime() - Date.now());
+    return this.get(row.id);
   }
 
   /** Stops a sandbox (any state but `creating`) and forgets it. */

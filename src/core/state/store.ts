@@ -39,6 +39,11 @@ export interface SandboxRow {
   reason: string | null;
 }
 
+export interface SandboxAccessRow {
+  accessToken: string;
+  env: Record<string, string>;
+}
+
 export interface SnapshotRow {
   tag: string;
   status: SnapshotStatus;
@@ -95,6 +100,14 @@ CREATE TABLE IF NOT EXISTS sandboxes (
   egress TEXT
 );
 CREATE INDEX IF NOT EXISTS sandboxes_by_tag ON sandboxes (snapshot_tag);
+-- Per-sandbox credentials and environment of the E2B-compatible surface (src/api/e2b): the
+-- access token its in-sandbox routes require, and the envVars added to every command. A table
+-- of its own (not sandbox columns) so a forkd-only daemon never reads or writes it.
+CREATE TABLE IF NOT EXISTS sandbox_access (
+  id TEXT PRIMARY KEY,
+  access_token TEXT NOT NULL,
+  env TEXT NOT NULL DEFAULT '{}'
+);
 CREATE TABLE IF NOT EXISTS snapshots (
   tag TEXT PRIMARY KEY,
   status TEXT NOT NULL,
@@ -224,23 +237,49 @@ export class StateStore {
     return out;
   }
 
-  updateSandbox(id: string, patch: { state?: SandboxState; pid?: number | null; reason?: string | null }): void {
+  updateSandbox(
+    id: string,
+    patch: { state?: SandboxState; pid?: number | null; reason?: string | null; expiresAt?: string | null },
+  ): void {
     const current = this.getSandbox(id);
     if (!current) return;
     if (patch.state !== undefined) assertTransition(id, current.state, patch.state);
     this.db
-      .prepare('UPDATE sandboxes SET state = ?, pid = ?, reason = ?, updated_at = ? WHERE id = ?')
+      .prepare('UPDATE sandboxes SET state = ?, pid = ?, reason = ?, expires_at = ?, updated_at = ? WHERE id = ?')
       .run(
         patch.state ?? current.state,
         patch.pid === undefined ? current.pid : patch.pid,
         patch.reason === undefined ? current.reason : patch.reason,
+        patch.expiresAt === undefined ? current.expiresAt : patch.expiresAt,
         new Date().toISOString(),
         id,
       );
   }
 
   deleteSandbox(id: string): void {
-    this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id);
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM sandboxes WHERE id = ?').run(id);
+      this.db.prepare('DELETE FROM sandbox_access WHERE id = ?').run(id);
+    })();
+  }
+
+  // ---- access tokens and environment of the E2B surface ----
+
+  /** Inserts or replaces the sandbox's access record. */
+  putSandboxAccess(id: string, access: SandboxAccessRow): void {
+    this.db
+      .prepare(
+        `INSERT INTO sandbox_access (id, access_token, env) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET access_token = excluded.access_token, env = excluded.env`,
+      )
+      .run(id, access.accessToken, JSON.stringify(access.env));
+  }
+
+  getSandboxAccess(id: string): SandboxAccessRow | undefined {
+    const raw = this.db.prepare('SELECT access_token, env FROM sandbox_access WHERE id = ?').get(id) as
+      { access_token: string; env: string } | undefined;
+    if (!raw) return undefined;
+    return { accessToken: raw.access_token, env: parseStringMap(raw.env) };
   }
 
   // ---- snapshots (only what the files cannot say) ----
@@ -357,4 +396,15 @@ function snapFromRaw(raw: RawSnapshot): SnapshotRow {
     updatedAt: raw.updated_at,
     error: raw.error,
   };
+}
+
+/** A JSON object of strings (a damaged cell reads as empty, like metadata). */
+function parseStringMap(text: string): Record<string, string> {
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) return {};
+    return Object.fromEntries(Object.entries(v).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  } catch {
+    return {}; // a damaged cell must not hide the sandbox
+  }
 }

@@ -71,18 +71,26 @@ static void close_fd(int *fd) {
   *fd = -1;
 }
 
-/* New session, default signal state (the agent blocks some and ignores SIGPIPE). errno or 0. */
-static int spawn(char *const argv[], char *const envp[], const char *cwd, int in, int out, int err, int fd3,
-                 int fd4, pid_t *pid) {
+/* New session, default signal state (the agent blocks some and ignores SIGPIPE). errno or 0.
+ * With `tty` (a pty slave's path) fds 0..2 are the terminal, opened after setsid (glibc runs the
+ * file actions after POSIX_SPAWN_SETSID), so it becomes the session's controlling terminal. */
+static int spawn(char *const argv[], char *const envp[], const char *cwd, const char *tty, int in, int out, int err,
+                 int fd3, int fd4, pid_t *pid) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   sigset_t none, def;
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&at);
-  if (in >= 0) posix_spawn_file_actions_adddup2(&fa, in, 0);
-  else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out, 1);
-  if (err != 2) posix_spawn_file_actions_adddup2(&fa, err, 2);
+  if (tty) {
+    posix_spawn_file_actions_addopen(&fa, 0, tty, O_RDWR, 0);
+    posix_spawn_file_actions_adddup2(&fa, 0, 1);
+    posix_spawn_file_actions_adddup2(&fa, 0, 2);
+  } else {
+    if (in >= 0) posix_spawn_file_actions_adddup2(&fa, in, 0);
+    else posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out, 1);
+    if (err != 2) posix_spawn_file_actions_adddup2(&fa, err, 2);
+  }
   if (fd3 >= 0) posix_spawn_file_actions_adddup2(&fa, fd3, 3);
   if (fd4 >= 0) posix_spawn_file_actions_adddup2(&fa, fd4, 4);
   if (cwd) posix_spawn_file_actions_addchdir_np(&fa, cwd);
@@ -214,25 +222,38 @@ void child_read(struct child *ch, int k) {
   if (n > 0) {
     ch->last_ms = now_ms();
     if (ch->bg) ring_push(&ch->ring[k - 1], buf, (size_t)n);
-    else if (ch->req) send_raw(ch->req->conn, k == 1 ? K_STDOUT : K_STDERR, ch->req->id, buf, (size_t)n);
+    else if (ch->req) send_raw(ch->req->conn, ch->pty ? K_PTY : k == 1 ? K_STDOUT : K_STDERR, ch->req->id, buf, (size_t)n);
     return;
   }
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-  close_fd(&ch->fd[k]);
+  close_fd(&ch->fd[k]); /* a pty master reads EIO once every slave fd is closed */
   child_check(ch);
 }
 
+bool child_wants_write(const struct child *ch) { return ch->fd[0] >= 0 && ch->in_off < ch->in_len; }
+
+/* Writes what input is buffered; stdin closes when it is all written, unless kept open (`stdinOpen`,
+ * a pty) until `input.close`. */
 void child_write(struct child *ch) {
   while (ch->in_off < ch->in_len) {
     ssize_t k = write(ch->fd[0], ch->in + ch->in_off, ch->in_len - ch->in_off);
     if (k > 0) ch->in_off += (size_t)k;
     else if (k < 0 && errno == EINTR) continue;
     else if (k < 0 && errno == EAGAIN) return;
-    else break; /* EPIPE: the command does not read its input */
+    else break; /* EPIPE (EIO for a pty): the command does not read its input */
   }
-  close_fd(&ch->fd[0]);
+  bool broken = ch->in_off < ch->in_len;
   free(ch->in);
   ch->in = NULL;
+  ch->in_len = ch->in_off = 0;
+  if (!broken && ch->keep_in && !ch->in_eof) return;
+  close_fd(&ch->fd[0]);
+}
+
+struct child *find_live(int64_t pid) {
+  for (struct child *ch = g_children; ch; ch = ch->next)
+    if (!ch->dead && !ch->done && ch->pid == pid) return ch;
+  return NULL;
 }
 
 static struct child *find_bg(int64_t pid) {
@@ -330,13 +351,19 @@ static const char *parse_spawn(const uint8_t *rec, struct spawn_args *a) {
 }
 
 const char *op_exec(struct conn *c, uint64_t id, const uint8_t *rec) {
-  bool bg = false;
-  int64_t timeout = 0;
-  struct val in;
-  if (p_bool(rec, "background", &bg) < 0) return fail("bad_request", "exec: `background` must be a bool");
-  int t = p_int(rec, "timeoutMs", 1, MAX_EXEC_TIMEOUT_MS, &timeout);
-  if (t < 0) return fail("bad_request", "exec: `timeoutMs` must be an integer 1..%d", MAX_EXEC_TIMEOUT_MS);
+  bool bg = false, keep = false, announce = false;
+  int64_t timeout = 0, cols = 0, rows = 0;
+  struct val in, ptyv;
+  if (p_bool(rec, "background", &bg) < 0 || p_bool(rec, "stdinOpen", &keep) < 0 || p_bool(rec, "announce", &announce) < 0)
+    return fail("bad_request", "exec: `background`, `stdinOpen` and `announce` must be bools");
+  int t = p_int(rec, "timeoutMs", 0, MAX_EXEC_TIMEOUT_MS, &timeout);
+  if (t < 0) return fail("bad_request", "exec: `timeoutMs` must be an integer 0..%d (0: none)", MAX_EXEC_TIMEOUT_MS);
   if (t == 0 && !bg) timeout = DEFAULT_EXEC_TIMEOUT_MS; /* background: none unless given */
+  bool has_pty = rec_get(rec, "pty", &ptyv) && ptyv.t != T_NULL;
+  if (has_pty && (ptyv.t != T_RECORD || p_int(ptyv.p, "cols", 1, MAX_PTY_DIMENSION, &cols) != 1 ||
+                  p_int(ptyv.p, "rows", 1, MAX_PTY_DIMENSION, &rows) != 1))
+    return fail("bad_request", "exec: `pty` must be a record of `cols` and `rows`, integers 1..%d", MAX_PTY_DIMENSION);
+  if (bg && (has_pty || keep)) return fail("bad_request", "exec: `pty` and `stdinOpen` need a foreground exec");
   bool has_in = rec_get(rec, "stdin", &in) && in.t != T_NULL;
   if (has_in && (in.t != T_BYTES || in.n > MAX_EXEC_STDIN_BYTES))
     return fail("bad_request", "exec: `stdin` must be at most %d bytes", MAX_EXEC_STDIN_BYTES);
@@ -345,13 +372,18 @@ const char *op_exec(struct conn *c, uint64_t id, const uint8_t *rec) {
   struct spawn_args a = { 0 };
   const char *err = parse_spawn(rec, &a);
   int pin[2] = { -1, -1 }, pout[2] = { -1, -1 }, perr[2] = { -1, -1 };
+  char slave[64] = "";
   struct child *ch = NULL;
   if (!err && !(ch = calloc(1, sizeof(*ch)))) err = fail("internal", "exec: out of memory");
   if (!err && has_in && !(ch->in = malloc(in.n ? in.n : 1))) err = fail("internal", "exec: out of memory");
-  if (!err && ((has_in && !mkpipe(pin, 1)) || !mkpipe(pout, 0) || !mkpipe(perr, 0)))
+  if (!err && has_pty) { /* pout[0]: the master we read, pin[1]: a dup of it we write */
+    if ((pout[0] = pty_open((int)cols, (int)rows, slave, sizeof(slave))) < 0 ||
+        (pin[1] = fcntl(pout[0], F_DUPFD_CLOEXEC, 0)) < 0)
+      err = fail("internal", "exec: pty: %s", strerror(errno));
+  } else if (!err && (((has_in || keep) && !mkpipe(pin, 1)) || !mkpipe(pout, 0) || !mkpipe(perr, 0)))
     err = fail("internal", "exec: pipe: %s", strerror(errno));
   pid_t pid = 0;
-  int e = err ? 0 : spawn(a.av, a.envp, a.cwd, pin[0], pout[1], perr[1], -1, -1, &pid);
+  int e = err ? 0 : spawn(a.av, a.envp, a.cwd, has_pty ? slave : NULL, pin[0], pout[1], perr[1], -1, -1, &pid);
   if (e && a.cwd && access(a.cwd, X_OK) != 0) e = errno, err = fail(errno_code(e), "exec: cwd %s: %s", a.cwd, strerror(e));
   else if (e) err = fail(e == ENOENT ? "not_found" : "exec_failed", "spawn %s: %s", a.av[0], strerror(e));
   spawn_args_free(&a);
@@ -371,6 +403,8 @@ const char *op_exec(struct conn *c, uint64_t id, const uint8_t *rec) {
   ch->fd[1] = pout[0];
   ch->fd[2] = perr[0];
   ch->bg = bg;
+  ch->pty = has_pty;
+  ch->keep_in = keep || has_pty;
   ch->seq = ++g_seq;
   ch->start_ns = now_ns();
   ch->last_ms = now_ms();
@@ -389,6 +423,11 @@ const char *op_exec(struct conn *c, uint64_t id, const uint8_t *rec) {
     }
     r->child = ch;
     ch->req = r;
+    if (announce) { /* before any output frame: they are only read from the next poll turn */
+      struct w *w = w_begin(K_STARTED, id);
+      w_int(w, "pid", pid);
+      send_w(c, w);
+    }
   } else {
     struct w *w = w_begin(K_OK, id);
     w_int(w, "pid", pid);
@@ -430,8 +469,9 @@ const char *op_kill(struct conn *c, uint64_t id, const uint8_t *rec) {
   }
   int sig = signal_number(name);
   if (sig < 0) return fail("bad_request", "unknown signal %s", name);
-  struct child *ch = find_bg(pid);
-  if (!ch) return fail("not_found", "no background process with pid %lld", (long long)pid);
+  struct child *ch = find_live(pid); /* a running one first: a waited-for pid may be reused */
+  if (!ch) ch = find_bg(pid);
+  if (!ch) return fail("not_found", "no process with pid %lld", (long long)pid);
   bool signalled = false;
   if (!ch->done) {
     if (kill(-ch->pid, sig) == 0) signalled = true;
@@ -461,7 +501,7 @@ static const char *worker_start(struct worker *w) {
   char *av[] = { (char *)w->bin, (char *)w->script, NULL };
   pid_t pid;
   /* fd 3: frames to the worker, fd 4: frames from it, 0: /dev/null, 1 and 2: our log. */
-  int e = spawn(av, environ, NULL, -1, 2, 2, to[0], from[1], &pid);
+  int e = spawn(av, environ, NULL, NULL, -1, 2, 2, to[0], from[1], &pid);
   close(to[0]);
   close(from[1]);
   if (e) {

@@ -1,5 +1,5 @@
 /*
- * files.read | write | list | stat | remove | mkdir, with the result shapes and error codes of
+ * files.read | write | list | stat | remove | mkdir | rename, with the result shapes and error codes of
  * the Node agent (ENOENT not_found, EEXIST exists, EACCES/EPERM permission_denied, ...).
  * A read streams FILE_CHUNK_BYTES frames as the host takes them (one chunk of memory for any
  * size); a write goes to a temp file in the target's directory, is checked against the
@@ -288,8 +288,20 @@ void files_req_end(struct req *r) {
   r->tmp = r->path = NULL;
 }
 
+/* rename(2): replaces a file at `to` (or an empty directory by a directory), never crosses file systems. */
+static const char *rename_op(struct conn *c, uint64_t id, const uint8_t *rec) {
+  static char from[MAX_PATH_BYTES + 1], to[MAX_PATH_BYTES + 1];
+  const char *err = p_path_key(rec, "files.rename", "from", from);
+  if (!err) err = p_path_key(rec, "files.rename", "to", to);
+  if (err) return err;
+  if (rename(from, to) != 0) return fail(errno_code(errno), "files.rename %s -> %s: %s", from, to, strerror(errno));
+  send_w(c, w_begin(K_OK, id));
+  return NULL;
+}
+
 const char *op_files(struct conn *c, uint64_t id, const char *op, const uint8_t *rec) {
   static char path[MAX_PATH_BYTES + 1];
+  if (strcmp(op, "files.rename") == 0) return rename_op(c, id, rec);
   const char *err = p_path(rec, op, path);
   if (err) return err;
   if (strcmp(op, "files.read") == 0) return read_start(c, id, path);

@@ -1,10 +1,11 @@
 /*
- * forkd-agent: the in-guest agent (protocol version 2, docs/PROTOCOL.md). Shared declarations
- * of its four files (built together: gcc ... *.c):
+ * forkd-agent: the in-guest agent (protocol version 3, docs/PROTOCOL.md). Shared declarations
+ * of its five files (built together: gcc ... *.c):
  *   forkd-agent.c  main, options, the poll loop, host connections (port or socket), dispatch
  *   agent-wire.c   byte queues, frame input, COBS, records (read/validate/write), SHA-256
  *   agent-exec.c   exec (foreground/background), wait, kill, the eval workers
- *   agent-files.c  files.read/write/list/stat/remove/mkdir
+ *   agent-tty.c    interactive processes: pseudo-terminals, input, input.close, resize
+ *   agent-files.c  files.read/write/list/stat/remove/mkdir/rename
  * One thread, one poll() loop, non-blocking fds; every buffer is bounded by the limits below.
  */
 #ifndef FORKD_AGENT_H
@@ -20,7 +21,7 @@
 #ifndef FORKD_VERSION
 #define FORKD_VERSION "0.1.0"
 #endif
-#define AGENT_PROTOCOL_VERSION 2
+#define AGENT_PROTOCOL_VERSION 3
 #define AGENT_PORT_NAME "org.forkd.agent"
 
 /* Mirrors of src/protocol/limits.ts, same names (test/unit/guest-session.test.ts compares). */
@@ -42,6 +43,9 @@
 #define MIN_IDENTITY_ENTROPY_BYTES 64
 #define MAX_IDENTITY_ENTROPY_BYTES 4096
 #define MAX_ERROR_MESSAGE_CHARS 4096
+#define MAX_INPUT_CHUNK_BYTES (64 * 1024)
+#define PROCESS_INPUT_BUFFER_BYTES (256 * 1024)
+#define MAX_PTY_DIMENSION 1000
 
 /* Agent-only bounds. */
 #define OUTQ_HIGH (4 * 1024 * 1024)       /* stop reading child pipes / files / workers for a conn */
@@ -54,7 +58,7 @@
 #define BODY_CAP (MAX_FRAME_BYTES - MAX_FRAME_BYTES / 254 - 16) /* a body that always encodes in a frame */
 
 enum kind { K_REQUEST = 1, K_DATA = 2, K_END = 3, K_STDOUT = 0x10, K_STDERR = 0x11, K_FILEDATA = 0x12,
-            K_OK = 0x20, K_ERROR = 0x21 };
+            K_PTY = 0x13, K_STARTED = 0x14, K_OK = 0x20, K_ERROR = 0x21 };
 enum tag { T_NULL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STRING, T_BYTES, T_LIST, T_RECORD };
 enum op { OP_EXEC, OP_WAIT, OP_EVAL, OP_READ, OP_WRITE };
 
@@ -123,9 +127,10 @@ struct ring { uint8_t *p; size_t start, len, cap; bool dropped; };
 
 struct child {
   struct child *next;
-  pid_t pid; int fd[3];        /* [0] stdin (ours to write), [1] stdout, [2] stderr */
-  uint8_t *in; size_t in_len, in_off;
+  pid_t pid; int fd[3];        /* [0] stdin (ours to write), [1] stdout, [2] stderr; pty: [0] and [1] the master */
+  uint8_t *in; size_t in_len, in_off; /* input not yet written (at most PROCESS_INPUT_BUFFER_BYTES) */
   bool bg, exited, done, dead, timed_out;
+  bool pty, keep_in, in_eof;   /* keep_in: stdin stays open for `input` until `input.close` (in_eof) */
   int status; uint64_t seq;
   int64_t start_ns, deadline_ms, last_ms; double duration_ms;
   struct req *req;             /* foreground: the exec request; NULL once cancelled */
@@ -171,6 +176,8 @@ int p_int(const uint8_t *rec, const char *key, int64_t min, int64_t max, int64_t
 int p_bool(const uint8_t *rec, const char *key, bool *out);
 char *cstr(const struct val *v);  /* malloc'd copy, NULL if it holds a 0x00 */
 const char *p_path(const uint8_t *rec, const char *op, char out[MAX_PATH_BYTES + 1]);
+/* p_path for another key (files.rename's `from` and `to`). */
+const char *p_path_key(const uint8_t *rec, const char *op, const char *key, char out[MAX_PATH_BYTES + 1]);
 const char *errno_code(int e);
 
 /* ---- agent-exec.c */
@@ -183,7 +190,9 @@ void warm_workers(bool js, bool python, bool *js_up, bool *py_up);
 void reseed_workers(void);
 void child_read(struct child *ch, int k);
 void child_write(struct child *ch);
+bool child_wants_write(const struct child *ch);
 bool child_blocked(struct child *ch);
+struct child *find_live(int64_t pid); /* a running process (foreground or background) */
 void worker_read(struct worker *w);
 void worker_write(struct worker *w);
 bool worker_blocked(struct worker *w);
@@ -192,6 +201,12 @@ void exec_timers(int64_t now, int64_t *next);
 void exec_req_end(struct req *r);
 void exec_kill_all(void);
 int signal_number(const char *name);
+
+/* ---- agent-tty.c */
+int pty_open(int cols, int rows, char *slave, size_t slavelen); /* the master (non-blocking), or -1 (errno) */
+const char *op_input(struct conn *c, uint64_t id, const uint8_t *rec);
+const char *op_input_close(struct conn *c, uint64_t id, const uint8_t *rec);
+const char *op_resize(struct conn *c, uint64_t id, const uint8_t *rec);
 
 /* ---- agent-files.c */
 const char *op_files(struct conn *c, uint64_t id, const char *op, const uint8_t *rec);

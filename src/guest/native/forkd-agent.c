@@ -1,5 +1,5 @@
 /*
- * forkd-agent: the guest agent of docs/PROTOCOL.md (version 2), native and static, so a
+ * forkd-agent: the guest agent of docs/PROTOCOL.md (version 3), native and static, so a
  * restored child pays for no interpreter (under TCG every instruction is translated afresh in
  * every child). One thread, one poll() loop over non-blocking fds; memory bounded by the
  * protocol limits whatever the host or a child sends.
@@ -201,10 +201,14 @@ char *cstr(const struct val *v) {
 }
 
 const char *p_path(const uint8_t *rec, const char *op, char out[MAX_PATH_BYTES + 1]) {
+  return p_path_key(rec, op, "path", out);
+}
+
+const char *p_path_key(const uint8_t *rec, const char *op, const char *key, char out[MAX_PATH_BYTES + 1]) {
   struct val v;
-  if (p_str(rec, "path", &v) != 1) return fail("bad_request", "%s: `path` must be a string", op);
+  if (p_str(rec, key, &v) != 1) return fail("bad_request", "%s: `%s` must be a string", op, key);
   if (v.n < 1 || v.n > MAX_PATH_BYTES || v.p[0] != '/' || memchr(v.p, 0, v.n))
-    return fail("bad_request", "%s: `path` must be an absolute path of at most %d bytes", op, MAX_PATH_BYTES);
+    return fail("bad_request", "%s: `%s` must be an absolute path of at most %d bytes", op, key, MAX_PATH_BYTES);
   memcpy(out, v.p, v.n);
   out[v.n] = 0;
   return NULL;
@@ -358,7 +362,7 @@ static void op_cancel(struct conn *c, uint64_t id, const uint8_t *rec) {
 
 static const char *const OPS[] = { "hello", "ping", "identity", "exec", "kill", "wait", "cancel", "eval", "warm",
                                    "warm.python", "files.read", "files.write", "files.list", "files.stat",
-                                   "files.remove", "files.mkdir" };
+                                   "files.remove", "files.mkdir", "files.rename", "input", "input.close", "resize" };
 
 static void on_request(struct conn *c, uint64_t id, const uint8_t *rec, const uint8_t *body, size_t n) {
   struct val v;
@@ -401,6 +405,9 @@ static void on_request(struct conn *c, uint64_t id, const uint8_t *rec, const ui
   else if (strcmp(op, "eval") == 0) err = op_eval(c, id, rec, body, n, false);
   else if (strcmp(op, "warm.python") == 0) err = op_eval(c, id, rec, body, n, true);
   else if (strcmp(op, "warm") == 0) err = op_warm(c, id, rec);
+  else if (strcmp(op, "input") == 0) err = op_input(c, id, rec);
+  else if (strcmp(op, "input.close") == 0) err = op_input_close(c, id, rec);
+  else if (strcmp(op, "resize") == 0) err = op_resize(c, id, rec);
   else err = op_files(c, id, op, rec);
   if (err) send_error(c, id, err, g_msg);
 }
@@ -735,7 +742,7 @@ static void loop(void) {
     }
     for (struct child *ch = g_children; ch; ch = ch->next) {
       if (ch->dead) continue;
-      if (ch->fd[0] >= 0) add_fd(ch->fd[0], POLLOUT, S_CHILD, ch, 0);
+      if (child_wants_write(ch)) add_fd(ch->fd[0], POLLOUT, S_CHILD, ch, 0);
       if (child_blocked(ch)) continue;
       for (int k = 1; k <= 2; k++)
         if (ch->fd[k] >= 0) add_fd(ch->fd[k], POLLIN, S_CHILD, ch, k);

@@ -2,7 +2,7 @@
 // `-` is stdin/stdout. Prints one line (size, sha256 on upload) on stderr.
 import { readFile, writeFile } from 'node:fs/promises';
 import { ForkdError } from '../../../lib/errors.js';
-import { Sandbox } from '../../../sdk/index.js';
+import { Sandbox } from 'forkd';
 import { EXIT_OK, type Command } from '../../command.js';
 import { openController } from '../../daemon.js';
 import { clientFlags, parseFlags } from '../../flags.js';
@@ -58,7 +58,7 @@ export const sandboxCpCommand: Command = {
       ctx.err(`${src} -> ${to.id}:${r.path} (${r.size} bytes, sha256 ${r.sha256})\n`);
     } else if (from) {
       const sb = await Sandbox.connect(from.id, { controller });
-      const data = await sb.files.read(from.path);
+      const data = await sb.files.read(from.path, { format: 'bytes' });
       if (dst === '-') process.stdout.write(data);
       else {
         await writeFile(dst, data);

@@ -1,7 +1,7 @@
 // `forkd sandbox eval ID CODE [--language js|python]`: evaluate in a sandbox; prints the value as
 // JSON (the guest's stdout/stderr go to ours); exit 1 when the code threw.
 import { ForkdError } from '../../../lib/errors.js';
-import { Sandbox } from '../../../sdk/index.js';
+import { Sandbox } from 'forkd';
 import { intFlag } from '../../args.js';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../../command.js';
 import { openController } from '../../daemon.js';

@@ -3,7 +3,7 @@
 // timeout killed it, 128+n for a signal).
 import { constants } from 'node:os';
 import { ForkdError } from '../../../lib/errors.js';
-import { Sandbox } from '../../../sdk/index.js';
+import { Sandbox } from 'forkd';
 import { intFlag } from '../../args.js';
 import type { Command } from '../../command.js';
 import { openController } from '../../daemon.js';
@@ -55,7 +55,9 @@ export const sandboxExecCommand: Command = {
       onStdout: (d) => ctx.out(d),
       onStderr: (d) => ctx.err(d),
       ...(values.cwd !== undefined ? { cwd: values.cwd } : {}),
-      ...(values.env ? { env } : {}),
+      ...(values.env ? { envs: env } : {}),
+      // The CLI exits with the guest's code; a non-zero one is an answer, not an error.
+      throwOnNonZeroExit: false,
     });
     if (r.timedOut) {
       ctx.err(`forkd ${ctx.name}: timed out after ${timeoutSecs} s (process group killed)\n`);

@@ -1,7 +1,7 @@
 // `forkd sandbox kill ID... | --all | --tag T`: stop and remove sandboxes in the daemon; prints
 // `killed <id>` per sandbox. A sandbox that is already gone is an error only when named.
 import { ForkdError } from '../../../lib/errors.js';
-import { ForkdApiError } from '../../../sdk/index.js';
+import { ForkdApiError } from 'forkd';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../../command.js';
 import { describeApiError, openController } from '../../daemon.js';
 import { clientFlags, parseFlags } from '../../flags.js';

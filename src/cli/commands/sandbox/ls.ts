@@ -1,6 +1,6 @@
 // `forkd sandbox ls`: the daemon's sandboxes, oldest first (a table, or --json).
 import { ForkdError } from '../../../lib/errors.js';
-import type { SandboxState } from '../../../sdk/index.js';
+import type { SandboxState } from 'forkd';
 import { formatAge } from '../../args.js';
 import { EXIT_OK, type Command } from '../../command.js';
 import { openController, table } from '../../daemon.js';

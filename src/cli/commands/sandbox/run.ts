@@ -9,7 +9,7 @@ import { FORK_N_RANGE } from '../../../lib/contract.js';
 import { measureMemory, type MemoryReport } from '../../../core/memory-report.js';
 import type { Sandbox } from '../../../core/sandbox.js';
 import { hostAvailableBytes } from '../../../host/memory.js';
-import { ForkdApiError, Sandbox as DaemonSandbox, type Controller, type SandboxInfo } from '../../../sdk/index.js';
+import { ForkdApiError, Sandbox as DaemonSandbox, type Controller, type ApiSandbox } from 'forkd';
 import { formatMiB, formatMs, intFlag } from '../../args.js';
 import { runInChild, runInDaemonSandbox, type ChildOutput, type ChildWork } from '../../child-work.js';
 import { EXIT_FAILURE, EXIT_OK, type CliContext, type Command } from '../../command.js';
@@ -185,7 +185,7 @@ function humanReport(
 async function runInDaemon({ tag, n, work, timeoutMs }: Plan, values: Values, ctx: CliContext): Promise<number> {
   const c = await openController(values, SPAWN_TIMEOUT_SECS);
   const progress = createProgress(ctx, !values.json || ctx.interactive);
-  let spawned: SandboxInfo[] = [];
+  let spawned: ApiSandbox[] = [];
   return withSignalCleanup(
     () => killAll(c, spawned, ctx),
     async () => {
@@ -220,7 +220,7 @@ async function runInDaemon({ tag, n, work, timeoutMs }: Plan, values: Values, ct
 }
 
 /** Kills what `sandbox run` spawned; one that is already gone is fine, any other failure is reported. */
-async function killAll(c: Controller, sandboxes: readonly SandboxInfo[], ctx: CliContext): Promise<void> {
+async function killAll(c: Controller, sandboxes: readonly ApiSandbox[], ctx: CliContext): Promise<void> {
   for (const s of sandboxes) {
     try {
       await c.sandboxes.kill(s.id);

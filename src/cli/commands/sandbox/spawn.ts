@@ -3,7 +3,7 @@
 import { ForkdError } from '../../../lib/errors.js';
 import { FORK_N_RANGE, LIMIT_RANGES, TTL_SECS_RANGE } from '../../../lib/contract.js';
 import { parseEgressPolicy } from '../../../host/nftables.js';
-import type { EgressPolicy } from '../../../sdk/index.js';
+import type { EgressPolicy } from 'forkd';
 import { intFlag, listFlag, numberFlag } from '../../args.js';
 import { EXIT_FAILURE, EXIT_OK, type Command } from '../../command.js';
 import { openController } from '../../daemon.js';

@@ -9,7 +9,7 @@ import type {
   CreateSandboxesBody,
   CreateSandboxesResult,
   CreateSnapshotBody,
-  SandboxInfo,
+  ApiSandbox,
   SandboxState,
   SnapshotInfo,
   VersionInfo,
@@ -26,6 +26,8 @@ export interface ControllerOptions {
   /** PEM CA to trust for an https daemon with a private CA. */
   ca?: string | Buffer | undefined;
   /** Default bound of each call (ms, default 120 000); long calls take their own. */
+  requestTimeoutMs?: number | undefined;
+  /** @deprecated the old name of `requestTimeoutMs` (on a Controller only: nothing else is bounded here). */
   timeoutMs?: number | undefined;
 }
 
@@ -46,7 +48,7 @@ export class Controller {
       url: opts.url ?? env.url ?? DEFAULT_URL,
       token: opts.token ?? env.token,
       ca: opts.ca,
-      timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      timeoutMs: opts.requestTimeoutMs ?? opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     });
   }
 
@@ -103,20 +105,23 @@ export class Controller {
     list: async (
       filter: { snapshotTag?: string; state?: SandboxState } = {},
       o: CallOptions = {},
-    ): Promise<SandboxInfo[]> =>
+    ): Promise<ApiSandbox[]> =>
       (
-        await this.transport.json<{ sandboxes: SandboxInfo[] }>({
+        await this.transport.json<{ sandboxes: ApiSandbox[] }>({
           method: 'GET',
           path: '/v1/sandboxes',
           query: { snapshot_tag: filter.snapshotTag, state: filter.state },
           ...o,
         })
       ).sandboxes,
-    get: (id: string, o: CallOptions = {}): Promise<SandboxInfo> =>
+    get: (id: string, o: CallOptions = {}): Promise<ApiSandbox> =>
       this.transport.json({ method: 'GET', path: `/v1/sandboxes/${enc(id)}`, ...o }),
     kill: async (id: string, o: CallOptions = {}): Promise<void> => {
       await this.transport.buffer({ method: 'DELETE', path: `/v1/sandboxes/${enc(id)}`, ...o });
     },
+    /** POST /v1/sandboxes/{id}/ttl: it now expires `ttlSecs` from now. */
+    setTtl: (id: string, ttlSecs: number, o: CallOptions = {}): Promise<ApiSandbox> =>
+      this.transport.json({ method: 'POST', path: `/v1/sandboxes/${enc(id)}/ttl`, json: { ttl_secs: ttlSecs }, ...o }),
   };
 
   /** BRANCH: snapshot a running sandbox as a new tag. Default bound 10 min. */

@@ -32,8 +32,8 @@ export type ApiErrorCode =
   | 'host_error'
   | 'internal';
 
-/** Codes the SDK itself gives when no API answer arrived. */
-export type ClientErrorCode = 'unreachable' | 'aborted' | 'client_timeout' | 'protocol_error';
+/** Codes the SDK itself gives when no API answer arrived, and `exit_error` (CommandExitError). */
+export type ClientErrorCode = 'unreachable' | 'aborted' | 'client_timeout' | 'protocol_error' | 'exit_error';
 
 export interface ErrorBody {
   error: string;
@@ -91,7 +91,8 @@ export type SandboxState = 'creating' | 'running' | 'stopping' | 'stopped' | 'fa
  */
 export type EgressPolicy = 'allow' | 'deny' | { allow: string[] };
 
-export interface SandboxInfo {
+/** A sandbox as the API answers it (snake_case); `Sandbox` gives the camelCase `SandboxInfo`. */
+export interface ApiSandbox {
   id: string;
   snapshot_tag: string;
   state: SandboxState;
@@ -129,7 +130,7 @@ export interface CreateSandboxesBody {
 }
 
 export interface CreateSandboxesResult {
-  sandboxes: SandboxInfo[];
+  sandboxes: ApiSandbox[];
   warnings: string[];
 }
 
@@ -193,6 +194,15 @@ export interface FileEntry {
   size: number;
   mode: number;
   mtime_ms: number;
+}
+
+export interface FileInfo extends FileEntry {
+  path: string;
+}
+
+export interface MadeDir {
+  path: string;
+  created: boolean;
 }
 
 export interface FileList {
