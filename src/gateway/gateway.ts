@@ -633,6 +633,17 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
     writeFile: async (call) => forward(call, await upNodeOf(call.params.id!)),
     removeFile: async (call) => forward(call, await upNodeOf(call.params.id!)),
     listFiles: async (call) => forward(call, await upNodeOf(call.params.id!)),
+    ...Object.fromEntries(
+      [
+        'listProcesses',
+        'startProcess',
+        'connectProcess',
+        'processInput',
+        'closeProcessInput',
+        'signalProcess',
+        'resizeProcess',
+      ].map((op) => [op, async (call: Call) => forward(call, await upNodeOf(call.params.id!))]),
+    ),
   };
 }
 
