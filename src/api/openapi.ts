@@ -12,6 +12,8 @@ import {
   MAX_EXEC_STDIN_BYTES,
   MAX_LIST_ENTRIES,
   MAX_PATH_BYTES,
+  MAX_PTY_DIMENSION,
+  PROCESS_SIGNALS,
 } from '../core/api-surface.js';
 import {
   BOOT_WAIT_SECS,
@@ -21,8 +23,10 @@ import {
   FORK_N_RANGE,
   LIMIT_RANGES,
   MAX_ALLOW_CIDRS,
+  MAX_PROCESS_INPUT_BYTES,
   MEM_MIB_RANGE,
   METADATA_LIMITS,
+  PROCESS_TIMEOUT_SECS,
   TTL_SECS_RANGE,
   VCPU_RANGE,
 } from '../lib/contract.js';
@@ -67,6 +71,14 @@ const trueFalse = str({ enum: ['true', 'false'] });
 const tagParam = { name: 'tag', in: 'path', required: true, schema: ref('Tag') };
 const idParam = { name: 'id', in: 'path', required: true, schema: ref('SandboxId') };
 const errors = { default: reply('error: {"error","code"}', ref('Error')) };
+const pidParam = { name: 'pid', in: 'path', required: true, schema: str({ pattern: '^[1-9][0-9]{0,9}$' }) };
+const ptySide = int(1, MAX_PTY_DIMENSION);
+const base64 = (maxBytes: number): Schema =>
+  str({ maxLength: Math.ceil(maxBytes / 3) * 4, pattern: '^[A-Za-z0-9+/]*={0,2}$', contentEncoding: 'base64' });
+const ndjson = (description: string, line: string): Schema => ({
+  description,
+  content: { 'application/x-ndjson': { schema: ref(line) } },
+});
 
 /** The properties of a directory entry (files.list, files.stat). */
 const fileEntryProperties: Record<string, Schema> = {
@@ -305,6 +317,56 @@ const schemas: Record<string, Schema> = {
       obj(['type', 'error', 'code'], { type: { const: 'error' }, error: str(), code: str() }),
     ],
   },
+  ProcessStart: {
+    ...obj([], {
+      args: arr(str({ maxLength: 128 * 1024 }), { minItems: 1, maxItems: 4096, description: 'argv, no shell' }),
+      cmd: str({ minLength: 1, maxLength: 256 * 1024, description: 'run by /bin/sh -c' }),
+      env: {
+        type: 'object',
+        maxProperties: 4096,
+        propertyNames: { pattern: '^[A-Za-z_][A-Za-z0-9_]*$' },
+        additionalProperties: str({ maxLength: 128 * 1024 }),
+      },
+      cwd: str({ minLength: 1, maxLength: MAX_PATH_BYTES, pattern: '^/[^\\u0000]*$' }),
+      pty: obj(['cols', 'rows'], { cols: ptySide, rows: ptySide }, { description: 'run on a pseudo-terminal' }),
+      stdin: { ...bool, default: false, description: 'keep stdin open for .../input (a pty always takes input)' },
+      timeout_secs: int(PROCESS_TIMEOUT_SECS.min, PROCESS_TIMEOUT_SECS.max, {
+        default: PROCESS_TIMEOUT_SECS.default,
+        description: 'the whole process group is killed at it; 0: none',
+      }),
+      tag: str({ maxLength: 256, description: 'your label, shown in the list' }),
+    }),
+    oneOf: [{ required: ['args'] }, { required: ['cmd'] }],
+  },
+  ProcessEventLine: {
+    description:
+      'one NDJSON line of a process: start (first, from POST .../processes only), output chunks (base64) as they come, then one end or error line',
+    oneOf: [
+      obj(['type', 'pid'], { type: { const: 'start' }, pid: { type: 'integer', minimum: 1 } }),
+      obj(['type', 'data'], { type: str({ enum: ['stdout', 'stderr', 'pty'] }), data: base64(1 << 30) }),
+      obj(['type', 'exit_code', 'signal', 'timed_out'], {
+        type: { const: 'end' },
+        exit_code: nullable({ type: 'integer' }),
+        signal: nullable(str()),
+        timed_out: bool,
+        error: str({ description: 'why it ended without an exit status (the sandbox released, the agent gone)' }),
+      }),
+      obj(['type', 'error', 'code'], { type: { const: 'error' }, error: str(), code: str() }),
+    ],
+  },
+  ProcessInfo: obj(['pid', 'env', 'pty'], {
+    pid: { type: 'integer', minimum: 1 },
+    tag: str(),
+    args: arr(str()),
+    cmd: str(),
+    env: { type: 'object', additionalProperties: str() },
+    cwd: str(),
+    pty: bool,
+  }),
+  ProcessList: obj(['processes'], { processes: arr(ref('ProcessInfo')) }),
+  ProcessInput: obj(['data'], { data: base64(MAX_PROCESS_INPUT_BYTES) }),
+  ProcessSignal: obj(['signal'], { signal: str({ enum: [...PROCESS_SIGNALS] }) }),
+  ProcessResize: obj(['cols', 'rows'], { cols: ptySide, rows: ptySide }),
   Eval: obj(['code'], {
     code: str({ maxLength: MAX_EVAL_CODE_BYTES }),
     language: str({ enum: ['js', 'python'], default: 'js' }),
@@ -572,6 +634,61 @@ export const OPENAPI_DOCUMENT = {
           },
           ...errors,
         },
+      },
+    },
+    '/v1/sandboxes/{id}/processes': {
+      parameters: [idParam],
+      get: {
+        operationId: 'listProcesses',
+        responses: { '200': reply('the running interactive processes', ref('ProcessList')), ...errors },
+      },
+      post: {
+        operationId: 'startProcess',
+        description:
+          'Starts an interactive process (stdin kept open, or a pseudo-terminal) and streams its events until it ends. The process outlives this response: reconnect with GET .../events; only a signal, its timeout or the sandbox ending stops it.',
+        requestBody: { required: true, ...json(ref('ProcessStart')) },
+        responses: { '200': ndjson('NDJSON, one ProcessEventLine per line', 'ProcessEventLine'), ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/processes/{pid}/events': {
+      parameters: [idParam, pidParam],
+      get: {
+        operationId: 'connectProcess',
+        responses: { '200': ndjson('NDJSON: its events from now on, then end', 'ProcessEventLine'), ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/processes/{pid}/input': {
+      parameters: [idParam, pidParam],
+      post: {
+        operationId: 'processInput',
+        description: 'Bytes for its stdin or terminal, in order; answers once the guest took them (back-pressure).',
+        requestBody: { required: true, ...json(ref('ProcessInput')) },
+        responses: { '204': noContent, ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/processes/{pid}/close-input': {
+      parameters: [idParam, pidParam],
+      post: {
+        operationId: 'closeProcessInput',
+        description: 'End of input (a terminal gets ^D).',
+        requestBody: { required: false, ...json(ref('Empty')) },
+        responses: { '204': noContent, ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/processes/{pid}/signal': {
+      parameters: [idParam, pidParam],
+      post: {
+        operationId: 'signalProcess',
+        requestBody: { required: true, ...json(ref('ProcessSignal')) },
+        responses: { '204': noContent, ...errors },
+      },
+    },
+    '/v1/sandboxes/{id}/processes/{pid}/resize': {
+      parameters: [idParam, pidParam],
+      post: {
+        operationId: 'resizeProcess',
+        requestBody: { required: true, ...json(ref('ProcessResize')) },
+        responses: { '204': noContent, ...errors },
       },
     },
     '/v1/sandboxes/{id}/eval': {

@@ -10,6 +10,7 @@ import type { Metrics } from './metrics.js';
 import { DOWNTIME_MS_RANGE } from '../lib/contract.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { guestHandlers } from './routes-guest.js';
+import { processHandlers } from './routes-processes.js';
 import { nodeHandlers, type NodeFacts } from './routes-node.js';
 import type { HostCapabilities } from '../core/api-surface.js';
 import { sandboxJson, snapshotJson } from './serialize.js';
@@ -147,6 +148,7 @@ export function handlers(core: ApiCore): Record<string, Handler> {
       return { status: 201, json, headers };
     },
     ...guestHandlers(sandboxes, core.ctx.logger),
+    ...processHandlers(sandboxes, core.ctx.logger),
     ...nodeHandlers({
       ctx: core.ctx,
       sandboxes,

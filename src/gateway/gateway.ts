@@ -638,6 +638,17 @@ export function gatewayHandlers(deps: Deps): Record<string, Handler> {
     makeDir: async (call) => forward(call, await upNodeOf(call.params.id!)),
     renameFile: async (call) => forward(call, await upNodeOf(call.params.id!)),
     setSandboxTtl: async (call) => forward(call, await upNodeOf(call.params.id!)),
+    ...Object.fromEntries(
+      [
+        'listProcesses',
+        'startProcess',
+        'connectProcess',
+        'processInput',
+        'closeProcessInput',
+        'signalProcess',
+        'resizeProcess',
+      ].map((op) => [op, async (call: Call) => forward(call, await upNodeOf(call.params.id!))]),
+    ),
   };
 }
 

@@ -29,6 +29,12 @@ export const METADATA_LIMITS = { entries: 32, keyChars: 64, valueChars: 1024 } a
 /** An exec's `timeout_secs`: the whole process group is killed at it. */
 export const EXEC_TIMEOUT_SECS = { min: 1, max: 86_400, default: 60 } as const;
 
+/** An interactive process's `timeout_secs`: 0 = none (the default). */
+export const PROCESS_TIMEOUT_SECS = { min: 0, max: 86_400, default: 0 } as const;
+
+/** Bytes one process input request carries (base64 in JSON). */
+export const MAX_PROCESS_INPUT_BYTES = 256 * 1024;
+
 /** An eval's `timeout_secs`. */
 export const EVAL_TIMEOUT_SECS = { min: 1, max: 3600, default: 30 } as const;
 

@@ -48,6 +48,17 @@ const ROUTES: { method: string; path: string; json?: unknown; body?: string }[] 
   { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/files/mkdir`, json: { path: '/tmp/d', parents: true } },
   { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/files/rename`, json: { from: '/tmp/a', to: '/tmp/b' } },
   { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/ttl`, json: { ttl_secs: 60 } },
+  { method: 'GET', path: `/v1/sandboxes/${UNKNOWN_ID}/processes` },
+  {
+    method: 'POST',
+    path: `/v1/sandboxes/${UNKNOWN_ID}/processes`,
+    json: { args: ['sh'], pty: { cols: 80, rows: 24 } },
+  },
+  { method: 'GET', path: `/v1/sandboxes/${UNKNOWN_ID}/processes/42/events` },
+  { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/processes/42/input`, json: { data: 'eA==' } },
+  { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/processes/42/close-input` },
+  { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/processes/42/signal`, json: { signal: 'SIGTERM' } },
+  { method: 'POST', path: `/v1/sandboxes/${UNKNOWN_ID}/processes/42/resize`, json: { cols: 80, rows: 24 } },
 ];
 
 async function tree(dir: string, skip: (rel: string) => boolean): Promise<string[]> {
