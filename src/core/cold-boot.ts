@@ -25,7 +25,7 @@ export async function coldBoot(
     await bootFromImage(ctx, {
       image,
       layout: { machine: 'microvm', memMiB: opts.memMiB, vcpus: opts.vcpus, rootDisk: image.rootDisk, mac: GUEST_MAC },
-      kernelCmdline: kernelCmdline(ctx.facts.accel.accel),
+      kernelCmdline: kernelCmdline(ctx.facts.accel.accel, [], ctx.facts.tsc ? { tscKhz: ctx.facts.tsc.khz } : {}),
       dir,
       bootTimeoutMs: opts.bootTimeoutMs,
       teardown,

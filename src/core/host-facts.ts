@@ -1,6 +1,7 @@
 // Facts about this host that every VM start needs, probed once per process: accelerator (and
 // why), QEMU version, and the unprivileged user QEMU runs as.
 import { ForkdError } from '../lib/errors.js';
+import { hostTscKhz, type TscFacts } from '../host/tsc.js';
 import type { LocalConfig } from '../lib/config.js';
 import { detectAccel, type AccelDecision } from '../host/accel.js';
 import { QEMU_BINARY, qemuVersion, type QemuVersion } from '../host/qemu-version.js';
@@ -17,6 +18,8 @@ export interface HostFacts {
   readonlyPrivateMem: boolean;
   /** argv prefix QEMU is started with: forkd-nothp under TCG when `forkd setup` built it. */
   qemuLauncher: string[];
+  /** Under TCG: the host TSC rate a guest is told (host/tsc.ts); undefined under KVM. */
+  tsc: TscFacts | undefined;
 }
 
 let cached: Promise<HostFacts> | undefined;
@@ -40,7 +43,8 @@ async function probe(config: LocalConfig): Promise<HostFacts> {
   }
   const readonlyPrivateMem = qemu.major > 8 || (qemu.major === 8 && qemu.minor >= 2);
   const launcher = await qemuLauncher(accel.accel);
-  return { qemuBinary: QEMU_BINARY, qemu, accel, vmUser, readonlyPrivateMem, qemuLauncher: launcher };
+  const tsc = accel.accel === 'tcg' ? await hostTscKhz() : undefined;
+  return { qemuBinary: QEMU_BINARY, qemu, accel, vmUser, readonlyPrivateMem, qemuLauncher: launcher, tsc };
 }
 
 export function qemuVersionString(v: QemuVersion): string {

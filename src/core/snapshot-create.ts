@@ -69,7 +69,10 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     rootDisk: image.rootDisk,
     mac: GUEST_MAC,
   };
-  const cmdline = kernelCmdline(facts.accel.accel, [], { tuned: opts.kernelTuning ?? true });
+  const cmdline = kernelCmdline(facts.accel.accel, [], {
+    tuned: opts.kernelTuning ?? true,
+    ...(facts.tsc ? { tscKhz: facts.tsc.khz } : {}),
+  });
 
   const teardown = new TeardownStack();
   await mkdir(ctx.paths.snapshotsDir, { recursive: true, mode: 0o755 });

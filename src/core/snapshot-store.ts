@@ -19,7 +19,29 @@ export async function loadSnapshot(ctx: CoreContext, tag: string): Promise<Loade
   const meta = await readSnapshotMeta(dir, tag);
   assertCompatible(meta, { accel: ctx.facts.accel.accel, qemuVersion: qemuVersionString(ctx.facts.qemu) });
   await verifySnapshotFiles(dir, meta);
+  warnOnTscMismatch(ctx, tag, meta);
   return { tag, dir, meta };
+}
+
+const tscWarned = new Set<string>();
+
+/**
+ * A TCG snapshot's guest was told its host's TSC rate at boot (host/tsc.ts); restored on a host
+ * whose TSC ticks at another rate, its clock runs off by the ratio (each child's clock is set
+ * at identity, then drifts). Said once per snapshot and process; the fix is to re-create it here.
+ */
+function warnOnTscMismatch(ctx: CoreContext, tag: string, meta: SnapshotMeta): void {
+  const told = Number(/\btsc_early_khz=(\d+)/.exec(meta.kernelCmdline)?.[1]);
+  const host = ctx.facts.tsc?.khz;
+  if (!host || !(told > 0) || Math.abs(told / host - 1) < 0.005 || tscWarned.has(`${tag}:${told}`)) return;
+  tscWarned.add(`${tag}:${told}`);
+  ctx.logger.warn("snapshot made for another TSC rate: its children's clocks will drift; re-create it on this host", {
+    snapshot: tag,
+    snapshotTscKhz: told,
+    hostTscKhz: host,
+    /** How much faster (+) or slower (-) than real time the guests' clocks run. */
+    clockRatePercent: Math.round((host / told - 1) * 1000) / 10,
+  });
 }
 
 export interface SnapshotListing {

@@ -9,13 +9,10 @@ import { compileStatic } from '../lib/cc.js';
 
 export const NOTHP_PATH = '/usr/local/libexec/forkd/forkd-nothp';
 
-/** The C source, in the checkout (from src/host) or beside the package (from dist/src/host). */
-function nothpSource(): string[] {
+/** A helper's C source, in the checkout (from src/host) or beside the package (from dist/src/host). */
+function helperSource(name: string): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
-  return [
-    join(here, 'native', 'forkd-nothp.c'),
-    join(here, '..', '..', '..', 'src', 'host', 'native', 'forkd-nothp.c'),
-  ];
+  return [join(here, 'native', `${name}.c`), join(here, '..', '..', '..', 'src', 'host', 'native', `${name}.c`)];
 }
 
 async function executable(path: string): Promise<boolean> {
@@ -26,9 +23,14 @@ async function executable(path: string): Promise<boolean> {
 }
 
 /** Builds (or rebuilds) the launcher; returns its path. */
-export async function buildNothp(out = NOTHP_PATH): Promise<string> {
+export function buildNothp(out = NOTHP_PATH): Promise<string> {
+  return buildHostHelper('forkd-nothp', out);
+}
+
+/** Builds one of the host's small C helpers (src/host/native/NAME.c) into `out`, atomically. */
+export async function buildHostHelper(name: string, out: string): Promise<string> {
   let source: string | undefined;
-  for (const candidate of nothpSource()) {
+  for (const candidate of helperSource(name)) {
     if (
       await access(candidate).then(
         () => true,
@@ -38,10 +40,10 @@ export async function buildNothp(out = NOTHP_PATH): Promise<string> {
       source = candidate;
     if (source) break;
   }
-  if (!source) throw new Error(`forkd-nothp.c not found (looked in ${nothpSource().join(', ')})`);
+  if (!source) throw new Error(`${name}.c not found (looked in ${helperSource(name).join(', ')})`);
   await mkdir(dirname(out), { recursive: true, mode: 0o755 });
   const tmp = `${out}.tmp-${process.pid}`;
-  await compileStatic('forkd-nothp', [source], tmp);
+  await compileStatic(name, [source], tmp);
   await rename(tmp, out);
   return out;
 }

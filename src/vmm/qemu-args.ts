@@ -71,9 +71,16 @@ export const TCG_CHILD_TUNING = [
   'lsm=capability',
 ] as const;
 
-export function kernelCmdline(accel: Accel, extra: readonly string[] = [], opts: { tuned?: boolean } = {}): string {
-  // Under TCG the guest can hang calibrating the TSC without these (QEMU-NOTES "Accelerator").
-  const tcg = accel === 'tcg' ? ['tsc_early_khz=2000000', 'tsc=reliable', 'no_timer_check'] : [];
+export function kernelCmdline(
+  accel: Accel,
+  extra: readonly string[] = [],
+  opts: { tuned?: boolean; tscKhz?: number } = {},
+): string {
+  // Under TCG the guest can hang calibrating the TSC without these (QEMU-NOTES "Accelerator");
+  // the rate must be the host's (QEMU's TCG rdtsc is the host TSC; host/tsc.ts), or the guest
+  // clock runs off by the ratio. 2 GHz when the caller knows nothing better.
+  const khz = Math.round(opts.tscKhz ?? 2_000_000);
+  const tcg = accel === 'tcg' ? [`tsc_early_khz=${khz}`, 'tsc=reliable', 'no_timer_check'] : [];
   const tuning = accel === 'tcg' && opts.tuned !== false ? TCG_CHILD_TUNING : [];
   // The sandbox network is IPv4 only (allow-lists, NAT): no IPv6 autoconfiguration, whose
   // timers every child of a young parent would otherwise run (DAD, router solicitations).

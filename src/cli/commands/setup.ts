@@ -10,6 +10,7 @@ import { ensureUser, isRoot } from '../../host/users.js';
 import { ensureKernel } from '../../image/kernel.js';
 import { buildImage } from '../../image/build.js';
 import { buildNothp } from '../../host/nothp.js';
+import { buildTscProbe } from '../../host/tsc.js';
 import { createProgress } from '../progress.js';
 import { EXIT_OK, type Command } from '../command.js';
 import { DATA_DIR_FLAG, JSON_FLAG, parseFlags } from '../flags.js';
@@ -95,6 +96,8 @@ export const setupCommand: Command = {
     // Root only: it goes to a host-wide libexec dir. Without it QEMU simply starts directly.
     const launcher = isRoot() ? await step('qemu-launcher', () => buildNothp()) : null;
     if (launcher) progress.done(`QEMU launcher ${launcher} (transparent huge pages off under TCG)`);
+    const tscProbe = isRoot() ? await step('tsc-probe', () => buildTscProbe()) : null;
+    if (tscProbe) progress.done(`TSC probe ${tscProbe} (tells TCG guests the host's TSC rate)`);
 
     const kernel = await step('kernel', () => ensureKernel({ dataDir: config.dataDir, onProgress }));
     progress.done(`kernel ${kernel.release}`);
