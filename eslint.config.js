@@ -36,9 +36,12 @@ const LAYER_EXCEPTIONS = {};
 
 const escapeRegex = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** The SDK package, by name (`forkd`, `forkd/...`): a layer like the src/ folders, above api. */
+/**
+ * The SDK package, by name (`forkd`, `forkd/...`): a layer like the src/ folders, above api;
+ * except `forkd/contract`, the wire contract, which src/lib/contract.ts re-exports below all.
+ */
 const SDK = 'sdk';
-const SDK_IMPORT = '^forkd(/|$)';
+const SDK_IMPORT = '^forkd(?!/contract$)(/|$)';
 
 /** no-restricted-imports for the files of one folder: any relative path that climbs out of it into a folder it may not import. */
 function layerRule(folder, allowed, exceptions = []) {

@@ -8,21 +8,11 @@ import { type Call, type Handler, errorBody } from './http.js';
 import { isForkdError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { evalJson, execJson, fileEntryJson } from './serialize.js';
+import type { Defaulted, EvalBody as WireEvalBody, ExecBody as WireExecBody } from '../lib/contract.js';
 
-interface ExecBody {
-  args?: string[];
-  cmd?: string;
-  env?: Record<string, string>;
-  cwd?: string;
-  stdin?: string;
-  timeout_secs: number;
-}
-
-interface EvalBody {
-  code: string;
-  language: 'js' | 'python';
-  timeout_secs: number;
-}
+// The bodies of lib/contract.ts as the handlers see them: validated, the schema's defaults in.
+type ExecBody = Defaulted<WireExecBody, 'timeout_secs'>;
+type EvalBody = Defaulted<WireEvalBody, 'language' | 'timeout_secs'>;
 
 function execRequest(b: ExecBody): ExecRequest & { background?: false } {
   return {

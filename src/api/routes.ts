@@ -14,6 +14,12 @@ import { processHandlers } from './routes-processes.js';
 import { nodeHandlers, type NodeFacts } from './routes-node.js';
 import type { HostCapabilities } from '../core/api-surface.js';
 import { sandboxJson, snapshotJson } from './serialize.js';
+import type {
+  BranchBody,
+  CreateSandboxesBody as WireCreateSandboxesBody,
+  CreateSnapshotBody as WireCreateSnapshotBody,
+  Defaulted,
+} from '../lib/contract.js';
 
 export interface ApiCore {
   ctx: CoreContext;
@@ -29,33 +35,13 @@ export interface ApiCore {
   activeSandboxes?: () => number;
 }
 
-interface CreateSnapshotBody {
-  tag: string;
-  image: string;
-  mem_mib: number;
-  vcpus: number;
-  warmup: string[];
-  boot_wait_secs: number;
-}
-
-interface BranchBody {
-  tag?: string;
-  wait?: boolean;
-  downtime_ms?: number;
-}
-
-interface CreateSandboxesBody {
-  snapshot_tag: string;
-  n: number;
-  memory_limit_mib?: number;
-  cpu_limit?: number;
-  pids_limit?: number;
-  per_child_netns: boolean;
-  /** Shape checked by the schema; CIDRs and the need for per_child_netns by the manager. */
-  egress?: unknown;
-  ttl_secs?: number;
-  metadata?: Record<string, string>;
-}
+// The bodies of lib/contract.ts as the handlers see them: validated, the schema's defaults in.
+// (egress: its shape is checked by the schema; CIDRs and the need for per_child_netns by core.)
+type CreateSnapshotBody = Defaulted<
+  WireCreateSnapshotBody,
+  'image' | 'mem_mib' | 'vcpus' | 'warmup' | 'boot_wait_secs'
+>;
+type CreateSandboxesBody = Defaulted<WireCreateSandboxesBody, 'n' | 'per_child_netns'>;
 
 export function handlers(core: ApiCore): Record<string, Handler> {
   const { sandboxes, snapshots } = core;

@@ -4,9 +4,10 @@
 import { CommandExitError, ForkdApiError, type CommandResult } from './errors.js';
 import { ndjsonLines, type Transport } from './http.js';
 import type { ExecStreamLine } from './types.js';
+import { EXEC_TIMEOUT_SECS } from './contract.js';
 
 /** E2B's default command timeout. */
-export const DEFAULT_COMMAND_TIMEOUT_MS = 60_000;
+export const DEFAULT_COMMAND_TIMEOUT_MS = EXEC_TIMEOUT_SECS.default * 1000;
 /** The API's longest command (timeout_secs 86400): what `timeoutMs: 0` (no timeout) gets. */
 const MAX_COMMAND_SECS = 86_400;
 

@@ -8,9 +8,10 @@ import { Filesystem } from './files.js';
 import type { CallOptions } from './http.js';
 import { sandboxInfoOf, ttlSecsOf, type SandboxInfo } from './shapes.js';
 import type { ApiSandbox, BranchResult, EgressPolicy, EvalLanguage, EvalResult, SandboxState } from './types.js';
+import { DEFAULT_LIFETIME_SECS } from './contract.js';
 
 /** E2B's default sandbox lifetime. */
-export const DEFAULT_SANDBOX_TIMEOUT_MS = 300_000;
+export const DEFAULT_SANDBOX_TIMEOUT_MS = DEFAULT_LIFETIME_SECS * 1000;
 
 /** Where the daemon is and how long a call may take; or an existing Controller. */
 export interface ConnectionOptions {

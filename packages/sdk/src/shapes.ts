@@ -2,6 +2,7 @@
 // the conversions from the API's snake_case wire types (types.ts, which `Controller` returns).
 import { ForkdApiError } from './errors.js';
 import type { ApiSandbox, EgressPolicy, FileEntry, SandboxState } from './types.js';
+import { TTL_SECS_RANGE } from './contract.js';
 
 /** A sandbox, as `Sandbox.list`, `getInfo` and `Sandbox.getInfo` give it. */
 export interface SandboxInfo {
@@ -94,8 +95,8 @@ function permissionString(mode: number): string {
   return out;
 }
 
-/** The largest lifetime the daemon takes (ttl_secs 604800). */
-export const MAX_LIFETIME_MS = 7 * 24 * 3600 * 1000;
+/** The largest lifetime the daemon takes (ttl_secs). */
+export const MAX_LIFETIME_MS = TTL_SECS_RANGE.max * 1000;
 
 /**
  * A lifetime in ms as the API's ttl_secs (rounded up to whole seconds); 0 means none when

@@ -2,6 +2,17 @@
 // document (src/api/openapi.ts, docs/openapi.json). The SDK imports nothing else of forkd, so
 // it can be used without the daemon's code; test/unit/sdk-types.test.ts keeps the two in step.
 
+export type {
+  BranchBody,
+  CreateSandboxesBody,
+  CreateSnapshotBody,
+  EgressPolicy,
+  EvalBody,
+  EvalLanguage,
+  ExecBody,
+} from './contract.js';
+import type { EgressPolicy } from './contract.js';
+
 export type ApiErrorCode =
   | 'invalid_argument'
   | 'invalid_tag'
@@ -72,24 +83,8 @@ export interface SnapshotInfo {
   nodes?: string[];
 }
 
-export interface CreateSnapshotBody {
-  tag: string;
-  image?: string;
-  mem_mib?: number;
-  vcpus?: number;
-  warmup?: string[];
-  boot_wait_secs?: number;
-}
-
 /** `lost`: listed by a gateway for a node it cannot reach. */
 export type SandboxState = 'creating' | 'running' | 'stopping' | 'stopped' | 'failed' | 'lost';
-
-/**
- * Egress of a sandbox with its own network namespace: everything, nothing, or only these IPv4
- * CIDRs (a.b.c.d/n, no host bits set, at most 256). The link-local range (cloud metadata), the
- * host and other sandboxes stay blocked whatever it says.
- */
-export type EgressPolicy = 'allow' | 'deny' | { allow: string[] };
 
 /** A sandbox as the API answers it (snake_case); `Sandbox` gives the camelCase `SandboxInfo`. */
 export interface ApiSandbox {
@@ -114,33 +109,9 @@ export interface ApiSandbox {
   node?: string;
 }
 
-export interface CreateSandboxesBody {
-  snapshot_tag: string;
-  n?: number;
-  ttl_secs?: number;
-  metadata?: Record<string, string>;
-  memory_limit_mib?: number;
-  /** CPUs (0.5 = half of one): the sandbox cgroup's CPU quota. */
-  cpu_limit?: number;
-  /** pids.max of the sandbox cgroup (QEMU's threads; >= 16). */
-  pids_limit?: number;
-  per_child_netns?: boolean;
-  /** Needs per_child_netns: true. Default: the daemon's --default-egress (deny unless set). */
-  egress?: EgressPolicy;
-}
-
 export interface CreateSandboxesResult {
   sandboxes: ApiSandbox[];
   warnings: string[];
-}
-
-export interface ExecBody {
-  args?: string[];
-  cmd?: string;
-  env?: Record<string, string>;
-  cwd?: string;
-  stdin?: string;
-  timeout_secs?: number;
 }
 
 export interface ExecResult {
@@ -164,8 +135,6 @@ export type ExecStreamLine =
       duration_ms: number;
     }
   | { type: 'error'; error: string; code: ApiErrorCode };
-
-export type EvalLanguage = 'js' | 'python';
 
 export interface EvalResult {
   value: unknown;
@@ -209,16 +178,6 @@ export interface FileList {
   path: string;
   entries: FileEntry[];
   truncated: boolean;
-}
-
-/** BRANCH (POST /v1/sandboxes/{id}/branch): 201 when the snapshot is ready, 202 with wait=false. */
-export interface BranchBody {
-  /** Output tag; default `branch-<sandbox id>-<n>`. */
-  tag?: string;
-  /** Default true: answer once the snapshot is ready; false: once the source runs again. */
-  wait?: boolean;
-  /** Target pause of the source for the final stop-and-copy. */
-  downtime_ms?: number;
 }
 
 export interface BranchResult {

@@ -8,14 +8,14 @@ import type { SandboxManager } from '../../core/controller/sandboxes.js';
 import type { SnapshotService, SnapshotView } from '../../core/controller/snapshots.js';
 import type { SandboxRow } from '../../core/state/store.js';
 import { ForkdError, httpStatusOf, isForkdError, messageOf } from '../../lib/errors.js';
-import { DOWNTIME_MS_RANGE, METADATA_LIMITS, TTL_SECS_RANGE } from '../../lib/contract.js';
+import { DEFAULT_LIFETIME_SECS, DOWNTIME_MS_RANGE, METADATA_LIMITS, TTL_SECS_RANGE } from '../../lib/contract.js';
 import { E2bHttpError, unsupported } from './errors.js';
 import { optBool, optInt, optObject, optStringMap } from './input.js';
 
 /** What the SDK checks envd features against: octet-stream uploads and closeStdin yes, file metadata (0.6.2) no. */
 export const ENVD_VERSION = '0.5.7';
 /** E2B's default sandbox lifetime. */
-export const DEFAULT_TIMEOUT_SECS = 300;
+export const DEFAULT_TIMEOUT_SECS = DEFAULT_LIFETIME_SECS;
 const MAX_TIMEOUT_SECS = TTL_SECS_RANGE.max;
 const MAX_FORKS = 100;
 const DEFAULT_PAGE = 100;
