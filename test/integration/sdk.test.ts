@@ -259,6 +259,32 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
       assert.equal((await sb.commands.run('echo still here')).stdout, 'still here\n');
     });
 
+    test('pty: a shell on a terminal; input, output, resize, exit code; kill', async () => {
+      await using sb = await Sandbox.create(tag, { controller: c });
+      let out = '';
+      const term = await sb.pty.create({ cols: 80, rows: 24, onData: (d) => (out += Buffer.from(d).toString()) });
+      assert.ok(term.pid > 0);
+      const seen = async (re: RegExp): Promise<void> => {
+        const deadline = Date.now() + 60_000;
+        while (!re.test(out) && Date.now() < deadline) await sleep(100);
+        assert.match(out, re);
+      };
+      await sb.pty.sendInput(term.pid, 'tty; stty size\n');
+      await seen(/\/dev\/pts\/\d+/);
+      await seen(/^24 80\r?$/m);
+      await sb.pty.resize(term.pid, { cols: 100, rows: 40 });
+      await sb.pty.sendInput(term.pid, 'stty size\n');
+      await seen(/^40 100\r?$/m);
+      await sb.pty.sendInput(term.pid, new TextEncoder().encode('exit 7\n'));
+      assert.deepEqual(await term.wait(), { exitCode: 7, signal: null, timedOut: false });
+      assert.equal(await term.kill(), false, 'already ended');
+
+      const second = await sb.pty.create({ cols: 40, rows: 10, cmd: ['sleep', '300'], onData: () => undefined });
+      assert.equal(await second.kill(), true);
+      const r = await second.wait();
+      assert.equal(r.signal, 'SIGKILL', JSON.stringify(r));
+    });
+
     test('files: write/read (10 MiB byte-identical), list, exists, getInfo, makeDir, rename, remove', async () => {
       await using sb = await Sandbox.create(tag, { controller: c });
       const big = randomBytes(10 * 1024 * 1024);

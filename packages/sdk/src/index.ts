@@ -11,6 +11,7 @@ export {
 } from './sandbox.js';
 export { Commands, DEFAULT_COMMAND_TIMEOUT_MS, type CommandHandle, type RunOptions } from './commands.js';
 export { Filesystem, type EntryList, type FileRequestOptions } from './files.js';
+export { Pty, type PtyCreateOptions, type PtyHandle, type PtyResult, type PtySize } from './pty.js';
 export { ForkdApiError, CommandExitError, isForkdApiError, type CommandResult } from './errors.js';
 export type { SandboxInfo, EntryInfo, WriteInfo, FileType } from './shapes.js';
 export type { CallOptions } from './http.js';

@@ -2,6 +2,7 @@
 // list, kill, setTimeout, fork; commands, files, and forkd's own eval, branch and `await using`.
 // A thin object over `Controller`; every answer camelCase (shapes.ts).
 import { Commands } from './commands.js';
+import { Pty } from './pty.js';
 import { Controller } from './controller.js';
 import { ForkdApiError } from './errors.js';
 import { Filesystem } from './files.js';
@@ -101,6 +102,8 @@ export class Sandbox {
   readonly envs: Record<string, string>;
   readonly commands: Commands;
   readonly files: Filesystem;
+  /** Processes on a pseudo-terminal (E2B's `sandbox.pty`). */
+  readonly pty: Pty;
   /** @deprecated the API's snake_case record as last fetched: use `getInfo()`. */
   info: ApiSandbox;
 
@@ -111,6 +114,7 @@ export class Sandbox {
     this.envs = { ...envs };
     this.commands = new Commands(controller.transport, info.id, this.envs);
     this.files = new Filesystem(controller.transport, info.id);
+    this.pty = new Pty(controller.transport, info.id, this.envs);
   }
 
   /** @deprecated the old name of `sandboxId`. */
