@@ -53,6 +53,7 @@ fi
 echo "== node24: copy of dist/, docs/, src/, test/, packages/ (the SDK, packed by its test) and the lint config (the layer test lints fixtures)"
 rm -rf "$tree/dist" "$tree/docs" "$tree/src" "$tree/test" "$tree/packages"
 cp -r "$repo/dist" "$repo/docs" "$repo/src" "$repo/test" "$repo/packages" "$repo/package.json" "$repo/eslint.config.js" "$repo/tsconfig.json" "$tree/"
+mkdir -p "$tree/scripts" && cp "$repo/scripts/eslint-explained-ignore.mjs" "$tree/scripts/" # the lint config imports its local rule
 
 cd "$tree"
 units=$(find dist/test/unit -name '*.test.js' | sort)
