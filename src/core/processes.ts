@@ -10,25 +10,14 @@
 // than slowing the process or the agent connection, and all queues of a sandbox together hold at
 // most SANDBOX_BUFFER_BYTES.
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AgentClient } from '../agent/client.js';
+import type { AgentClient, InteractiveRequest } from '../agent/client.js';
 import { ForkdError, messageOf } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { MAX_EXEC_TIMEOUT_MS, MAX_INPUT_CHUNK_BYTES, MAX_PTY_DIMENSION } from '../protocol/limits.js';
 import { ProcessConsumer, type ByteBudget } from './process-consumer.js';
 
-export interface StartProcessRequest {
-  /** Exactly one of argv and shell. */
-  argv?: string[];
-  shell?: string;
-  env?: Record<string, string>;
-  cwd?: string;
-  /** Run on a pseudo-terminal (stdout and stderr merged as 'pty' output). */
-  pty?: { cols: number; rows: number };
-  /** Keep stdin open for sendInput/closeInput (default false: stdin is empty). */
-  stdin?: boolean;
-  /** The whole process group is killed at it; 0 or absent = no timeout. */
-  timeoutMs?: number;
-  /** The caller's label, shown by list(). */
+/** What the agent runs (exactly one of argv and shell), with the caller's label shown by list(). */
+export interface StartProcessRequest extends InteractiveRequest {
   tag?: string;
 }
 
