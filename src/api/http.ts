@@ -11,6 +11,7 @@ import { AuthThrottle, BearerAuth, type AuthOutcome } from './auth.js';
 import type { Metrics } from './metrics.js';
 import { Router } from './router.js';
 import { describeErrors, STREAM_TYPE, type Operation } from './validation.js';
+import { bodyTooLarge, readBoundedBody } from './bounded-body.js';
 
 /** JSON request bodies (exec with stdin and env, eval code) stay well under this. */
 export const JSON_BODY_LIMIT = 2 * 1024 * 1024;
@@ -194,7 +195,7 @@ async function readBody(req: IncomingMessage, op: Operation): Promise<unknown> {
   const limit = op.bodyKind === 'binary' ? FILE_BODY_LIMIT : JSON_BODY_LIMIT;
   const declared = Number(req.headers['content-length'] ?? NaN);
   const hasBody = declared > 0 || req.headers['transfer-encoding'] !== undefined;
-  if (declared > limit) throw tooLarge(limit);
+  if (declared > limit) throw bodyTooLarge(limit);
   if (op.bodyKind === 'json' && hasBody) {
     const type = String(req.headers['content-type'] ?? '')
       .split(';')[0]!
@@ -206,7 +207,7 @@ async function readBody(req: IncomingMessage, op: Operation): Promise<unknown> {
         `send the body as Content-Type: application/json (got ${JSON.stringify(type.slice(0, 80))})`,
       );
   }
-  const bytes = await collect(req, limit);
+  const bytes = await readBoundedBody(req, limit, 'leave'); // over the limit: sendError drains it
   const size = bytes.length;
   if (op.bodyKind === 'binary') return bytes;
   if (op.bodyKind === 'none') {
@@ -230,46 +231,6 @@ async function readBody(req: IncomingMessage, op: Operation): Promise<unknown> {
     throw new ForkdError(tagField ? 'invalid_tag' : 'invalid_argument', describeErrors('body', op.body!.errors));
   }
   return value;
-}
-
-/** Reads the body up to `limit` bytes; over it, rejects and leaves the rest unread (see sendError). */
-function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = (): void => {
-      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        reject(tooLarge(limit));
-      } else chunks.push(chunk);
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    // A body cut off (the client went away, broken chunked framing, the request deadline)
-    // is the client's error, not an internal one; and it must not leave this pending.
-    const cutOff = (why: string): ForkdError =>
-      new ForkdError('invalid_argument', `the request body was cut off before its end (${why})`);
-    const onError = (err: Error): void => {
-      cleanup();
-      reject(cutOff(messageOf(err)));
-    };
-    const onClose = (): void => {
-      if (req.readableEnded) return;
-      cleanup();
-      reject(cutOff('connection closed'));
-    };
-    req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
-  });
-}
-
-function tooLarge(limit: number): ForkdError {
-  return new ForkdError('payload_too_large', `request body over the ${limit}-byte limit of this route`);
 }
 
 function send(res: ServerResponse, reply: Reply): void {

@@ -10,13 +10,15 @@ import { restoreChild, type LoadedSnapshot, type Sandbox } from './sandbox.js';
 import { loadSnapshot } from './snapshot-store.js';
 
 /**
- * Restores in flight at once. A restoring child is CPU-bound until its agent answers (under
- * TCG every code path is translated afresh in each QEMU); starting all N at once on a small
- * host makes them progress in lockstep, so the first child is ready only when the last is.
- * A small window lets children become ready in waves while the total stays CPU-bound.
+ * Restores in flight at once: one per core (at least 2). A restoring child is CPU-bound until
+ * its agent answers (under TCG every code path is translated afresh in each QEMU); starting all
+ * N at once makes them progress in lockstep, so the first child is ready only when the last is.
+ * Measured at N=50 on 2 cores (bench/results/fork.md): windows of 2, 4, 8 and 50 finish within
+ * the run-to-run noise of each other, while a child's own wait grows with the window (p50 131,
+ * 282, 501, 2947 ms); so the smallest window that keeps every core busy.
  */
 export function defaultRestoreConcurrency(): number {
-  return Math.max(2, 2 * availableParallelism());
+  return Math.max(2, availableParallelism());
 }
 
 /**
@@ -60,6 +62,8 @@ export async function forkChildren(
     n: number;
     readyTimeoutMs?: number;
     concurrency?: number;
+    /** Parked VMMs of this snapshot to restore into (child `i` takes `parked[i]`); the rest start QEMU. */
+    parked?: readonly ParkedVmm[];
     onReady?: (child: Sandbox, done: number) => void;
   },
 ): Promise<ForkResult> {
@@ -70,6 +74,7 @@ export async function forkChildren(
   const settled = await restoreMany(ctx, snap, {
     n: opts.n,
     window: new RestoreWindow(opts.concurrency),
+    ...(opts.parked ? { parked: (i: number) => opts.parked?.[i] } : {}),
     ...(opts.readyTimeoutMs !== undefined ? { readyTimeoutMs: opts.readyTimeoutMs } : {}),
     onReady: (child) => {
       readyAt.push(performance.now() - t0);

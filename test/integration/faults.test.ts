@@ -624,4 +624,45 @@ describe('faults: the data dir fills up during a snapshot build and a pack impor
     assert.equal((await call('DELETE', `/v1/snapshots/${early}-u3`)).status, 200);
     await childOfEarly();
   });
+
+  test('pack import: the disk fills while the files are being written: 507, the partial files removed, the earlier snapshot intact', async (t) => {
+    // Room for everything when the import starts (its space check passes); once the first file
+    // has bytes on disk, the daemon is stopped (SIGSTOP, its zstd then blocks on the pipe), the
+    // disk filled, and the daemon resumed: the rest of the files cannot be written.
+    const writtenSoFar = async (): Promise<number> => {
+      let bytes = 0;
+      const walk = async (dir: string): Promise<void> => {
+        for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+          const path = join(dir, e.name);
+          if (e.isDirectory()) await walk(path);
+          else bytes += (await stat(path).catch(() => ({ blocks: 0 }))).blocks * 512;
+        }
+      };
+      for (const n of await snapshotEntries()) if (n.startsWith('.unpack-')) await walk(join(dataDir, 'snapshots', n));
+      return bytes;
+    };
+    const target = `${early}-u4`;
+    const put = putPack(target);
+    for (let i = 0; (await writtenSoFar()) === 0; i++) {
+      assert.ok(i < 3000, 'the unpack wrote nothing');
+      await sleep(5);
+    }
+    process.kill(d!.proc.pid!, 'SIGSTOP');
+    try {
+      t.diagnostic(`stopped with ${await writtenSoFar()} bytes of files written`);
+      await fillTo(0);
+      t.diagnostic(`filled: ${await df()}`);
+    } finally {
+      process.kill(d!.proc.pid!, 'SIGCONT');
+    }
+    const r = await put;
+    assert.equal(r.status, 507, r.text);
+    assert.equal(errorCode(r), 'insufficient_storage');
+    assert.match((r.json as { error: string }).error, /no space left writing .*free some disk/, 'failed mid-write');
+    assert.deepEqual(await snapshotEntries(), [early], 'no .recv-* file, no .unpack-* dir');
+    assert.equal((await call('GET', `/v1/snapshots/${target}`)).status, 404);
+    await unfill();
+    await earlyIntact();
+    await childOfEarly();
+  });
 });

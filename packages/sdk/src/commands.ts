@@ -72,28 +72,18 @@ export class Commands {
       ctl.abort(new Error('killed'));
       return Promise.resolve(was);
     };
-    const handle: CommandHandle = {
-      wait,
-      kill,
-      get stdout() {
-        return out.stdout;
-      },
-      get stderr() {
-        return out.stderr;
-      },
-    };
+    /** The handle's members, defined once: the resolved handle and the returned promise both carry them. */
+    const withHandle = <T extends object>(target: T): T & CommandHandle =>
+      Object.defineProperties(target, {
+        wait: { value: wait, enumerable: true },
+        kill: { value: kill, enumerable: true },
+        stdout: { get: () => out.stdout, enumerable: true },
+        stderr: { get: () => out.stderr, enumerable: true },
+      }) as T & CommandHandle;
+    const handle: CommandHandle = withHandle({});
     // E2B resolves `run(..., { background: true })` with the handle; the handle's methods on
     // the returned value itself keep the old synchronous forkd form working (deprecated).
-    return Object.assign(Promise.resolve(handle), {
-      wait,
-      kill,
-      get stdout() {
-        return out.stdout;
-      },
-      get stderr() {
-        return out.stderr;
-      },
-    });
+    return withHandle(Promise.resolve(handle));
   }
 
   async #finish(p: Promise<CommandResult>, opts: RunOptions): Promise<CommandResult> {

@@ -1,39 +1,11 @@
-// Request bodies of the E2B surface, read whole and bounded (over the limit: refused before
-// more is buffered; a body cut off mid-way is the client's error, never a hang).
+// Request bodies of the E2B surface: the shared bounded reader (api/bounded-body.ts), and JSON.
 import type { IncomingMessage } from 'node:http';
 import { ForkdError, messageOf } from '../../lib/errors.js';
+import { readBoundedBody } from '../bounded-body.js';
 
+/** The body, at most `limit` bytes; the rest of an oversized one is drained here. */
 export function readBounded(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > limit) return Promise.reject(tooLarge(limit));
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const cleanup = (): void => {
-      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onClose);
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size <= limit) return void chunks.push(chunk);
-      cleanup();
-      req.resume(); // drain the rest without keeping it
-      reject(tooLarge(limit));
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve(Buffer.concat(chunks, size));
-    };
-    const onError = (err: Error): void => {
-      cleanup();
-      reject(new ForkdError('invalid_argument', `the request body was cut off (${messageOf(err)})`));
-    };
-    const onClose = (): void => {
-      if (req.readableEnded) return;
-      cleanup();
-      reject(new ForkdError('invalid_argument', 'the request body was cut off (connection closed)'));
-    };
-    req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onClose);
-  });
+  return readBoundedBody(req, limit, 'drain');
 }
 
 /** A JSON object body (empty body: `{}`). */
@@ -49,8 +21,4 @@ export async function readJsonObject(req: IncomingMessage, limit: number): Promi
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw new ForkdError('invalid_argument', 'the request body must be a JSON object');
   return value as Record<string, unknown>;
-}
-
-function tooLarge(limit: number): ForkdError {
-  return new ForkdError('payload_too_large', `request body over the ${limit}-byte limit of this route`);
 }
