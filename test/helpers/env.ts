@@ -51,6 +51,28 @@ export interface CliResult {
   stderr: string;
 }
 
+/**
+ * Run `fn` over every item with at most `limit` at once (CLI invocations that only parse and
+ * refuse are CPU-bound Node start-ups: a few in parallel use both cores). Rejects with the
+ * first failure once all have settled.
+ */
+export async function eachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const errors: unknown[] = [];
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item).catch((err: unknown) => void errors.push(err));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length > 0) throw errors[0];
+}
+
 export function runCli(
   args: string[],
   opts: { env?: Record<string, string>; timeoutMs?: number } = {},

@@ -1,7 +1,6 @@
 // `forkd mcp`: serve the MCP tools on stdin/stdout (for an assistant's MCP config). Logs go
-// to stderr only: stdout carries the protocol.
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { createMcpServer } from '../../mcp/server.js';
+// to stderr only: stdout carries the protocol. The MCP stack (its SDK and zod, ~200 ms of
+// module loading) is imported only when this command runs, not by every `forkd` invocation.
 import { DEFAULT_TIMEOUT_MS } from 'forkd';
 import { EXIT_OK, type Command } from '../command.js';
 import { openController } from '../daemon.js';
@@ -25,6 +24,10 @@ export const mcpCommand: Command = {
   notes: ['stdout carries the MCP protocol; logs go to stderr.'],
   async run(argv) {
     const { values } = parseFlags(argv, FLAGS);
+    const [{ StdioServerTransport }, { createMcpServer }] = await Promise.all([
+      import('@modelcontextprotocol/sdk/server/stdio.js'),
+      import('../../mcp/server.js'),
+    ]);
     const server = createMcpServer(await openController(values, MCP_TIMEOUT_SECS));
     const transport = new StdioServerTransport();
     const closed = new Promise<void>((resolve) => {
