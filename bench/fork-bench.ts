@@ -476,29 +476,19 @@ export function targetsMarkdown(r: ForkBenchResult): string {
     return value <= limit ? 'yes' : `**no** (${((value / limit - 1) * 100).toFixed(0)}% over)`;
   };
   type Row = [what: string, want: string, limit: number, plain: number, parked: number, fmt: (v: number) => string];
+  /** A figure of the N-children row, plain and parked. */
+  const both = (n: number, key: 'wallMs' | 'cpuPerChildMs' | 'pssPerChildMiB'): [number, number] => [
+    at(r.rows, n)?.[key] ?? NaN,
+    at(r.parkedRows, n)?.[key] ?? NaN,
+  ];
   const rows: Row[] = [
-    [
-      '50 children answering',
-      'at most 2 s wall',
-      2000,
-      at(r.rows, 50)?.wallMs ?? NaN,
-      at(r.parkedRows, 50)?.wallMs ?? NaN,
-      ms,
-    ],
-    [
-      'one child answering',
-      'at most 100 ms',
-      100,
-      at(r.rows, 1)?.wallMs ?? NaN,
-      at(r.parkedRows, 1)?.wallMs ?? NaN,
-      ms,
-    ],
+    ['50 children answering', 'at most 2 s wall', 2000, ...both(50, 'wallMs'), ms],
+    ['one child answering', 'at most 100 ms', 100, ...both(1, 'wallMs'), ms],
     [
       'CPU per child until it answers (N=50 avg; parked: on the critical path)',
       'at most 80 ms',
       80,
-      at(r.rows, 50)?.cpuPerChildMs ?? NaN,
-      at(r.parkedRows, 50)?.cpuPerChildMs ?? NaN,
+      ...both(50, 'cpuPerChildMs'),
       ms,
     ],
     [
@@ -510,14 +500,7 @@ export function targetsMarkdown(r: ForkBenchResult): string {
       (v) => `${v.toFixed(1)} ms`,
     ],
     ['quickstart fork-10-and-exec', 'at most 2 s', 2000, r.quickstart.wallMs, NaN, ms],
-    [
-      'PSS per idle child (N=50)',
-      'at most 16 MiB',
-      16,
-      at(r.rows, 50)?.pssPerChildMiB ?? NaN,
-      at(r.parkedRows, 50)?.pssPerChildMiB ?? NaN,
-      (v) => `${v.toFixed(1)} MiB`,
-    ],
+    ['PSS per idle child (N=50)', 'at most 16 MiB', 16, ...both(50, 'pssPerChildMiB'), (v) => `${v.toFixed(1)} MiB`],
   ];
   const cell = (v: number, limit: number, fmt: (v: number) => string, atLeast = false): string =>
     Number.isNaN(v) ? '-' : `${fmt(v)}: ${verdict(v, limit, atLeast)}`;
