@@ -461,6 +461,9 @@ export function whyMarkdown(r: ForkBenchResult): string {
     '  loader in every process: QEMU links the disassembler, a QEMU build without it is not in Debian); guest',
     "  pages the child wrote 0.6 MiB; its share of memory.bin's page cache and of QEMU's text. glibc's",
     '  MALLOC_ARENA_MAX=1 and fixed trim/mmap thresholds moved the average by under 0.2 MiB (noise): not adopted.',
+    `- Fork vs cold boot: the cold boot of this run is ${r.coldBootMedianMs.toFixed(0)} ms because the machine now has an RTC: without one the guest`,
+    '  kernel waited out ~2.5 s of RTC timeouts in every boot (boot.md), and the last runs before it measured 5.8-6.3 s',
+    '  and 50-58x. The ratio fell because the baseline stopped wasting time, not because a fork got slower.',
     "- Not tried: a guest kernel built for this (this one is Debian's cloud kernel; fewer config options would",
     '  mean fewer hooks on the paths above, but building one adds minutes to every fresh host and CI run).',
   ].join('\n');

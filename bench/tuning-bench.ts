@@ -12,8 +12,8 @@ import type { Sandbox } from '../src/core/sandbox.js';
 import { processPss } from '../src/host/memory.js';
 import { processCpuMs } from '../src/host/proc-stat.js';
 
-export interface TuningRow {
-  variant: string;
+/** What children of one snapshot cost, restored one at a time (medians), and PSS of 10 idle. */
+export interface ChildCost {
   runs: number;
   readyMs: number;
   cpuAtReadyMs: number;
@@ -22,6 +22,10 @@ export interface TuningRow {
   tbsAfterFirstExec: number;
   tbFlushes: number;
   pssPerChildMiBN10: number;
+}
+
+export interface TuningRow extends ChildCost {
+  variant: string;
 }
 
 async function jit(c: Sandbox): Promise<{ tbs: number; flushes: number }> {
@@ -34,7 +38,7 @@ async function jit(c: Sandbox): Promise<{ tbs: number; flushes: number }> {
 
 const median = (xs: number[]): number => percentileOf(xs, 0.5);
 
-async function measure(core: CoreContext, tag: string, variant: string, runs: number): Promise<TuningRow> {
+export async function measureChildren(core: CoreContext, tag: string, runs: number): Promise<ChildCost> {
   const ready: number[] = [];
   const cpuReady: number[] = [];
   const tbReady: number[] = [];
@@ -80,7 +84,6 @@ async function measure(core: CoreContext, tag: string, variant: string, runs: nu
     await disposeAll(ten.children);
   }
   return {
-    variant,
     runs,
     readyMs: median(ready),
     cpuAtReadyMs: median(cpuReady),
@@ -111,7 +114,7 @@ export async function tuningBench(
       kernelTuning: tuned,
     });
     try {
-      const row = await measure(core, tag, tuned ? 'tuned' : 'untuned', opts.runs);
+      const row = { variant: tuned ? 'tuned' : 'untuned', ...(await measureChildren(core, tag, opts.runs)) };
       opts.log(`${row.variant}: cpu at ready ${row.cpuAtReadyMs} ms, ${row.tbsAtReady} TBs`);
       rows.push(row);
     } finally {

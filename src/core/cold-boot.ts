@@ -12,7 +12,15 @@ import { bootFromImage } from './parent-boot.js';
 
 export async function coldBoot(
   ctx: CoreContext,
-  opts: { image: string; memMiB: number; vcpus: number; bootTimeoutMs: number },
+  opts: {
+    image: string;
+    memMiB: number;
+    vcpus: number;
+    bootTimeoutMs: number;
+    /** Bench knobs: the machine's RTC (default on, as snapshots have it); skipping the kernel's crypto self-tests. */
+    rtc?: boolean;
+    skipCryptoSelfTests?: boolean;
+  },
 ): Promise<{ readyMs: number }> {
   const image = await readImageManifest(ctx.config.dataDir, opts.image);
   await mkdir(ctx.paths.snapshotsDir, { recursive: true });
@@ -24,8 +32,18 @@ export async function coldBoot(
     const t0 = performance.now();
     await bootFromImage(ctx, {
       image,
-      layout: { machine: 'microvm', memMiB: opts.memMiB, vcpus: opts.vcpus, rootDisk: image.rootDisk, mac: GUEST_MAC },
-      kernelCmdline: kernelCmdline(ctx.facts.accel.accel, [], ctx.facts.tsc ? { tscKhz: ctx.facts.tsc.khz } : {}),
+      layout: {
+        machine: 'microvm',
+        memMiB: opts.memMiB,
+        vcpus: opts.vcpus,
+        rootDisk: image.rootDisk,
+        mac: GUEST_MAC,
+        rtc: opts.rtc ?? true,
+      },
+      kernelCmdline: kernelCmdline(ctx.facts.accel.accel, [], {
+        ...(ctx.facts.tsc ? { tscKhz: ctx.facts.tsc.khz } : {}),
+        ...(opts.skipCryptoSelfTests ? { skipCryptoSelfTests: true } : {}),
+      }),
       dir,
       bootTimeoutMs: opts.bootTimeoutMs,
       teardown,

@@ -37,6 +37,10 @@ export interface CreateSnapshotOptions {
   warmupTimeoutMs?: number;
   /** The TCG guest-kernel tuning (TCG_CHILD_TUNING); default on. Off only to measure it (bench). */
   kernelTuning?: boolean;
+  /** An RTC in the machine (DeviceLayout.rtc); default on. Off only to measure it (bench). */
+  rtc?: boolean;
+  /** Skip the guest kernel's crypto self-tests at boot (kernelCmdline); only to measure it (bench). */
+  skipCryptoSelfTests?: boolean;
   onProgress?: (msg: string) => void;
 }
 
@@ -68,9 +72,11 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     vcpus: opts.vcpus,
     rootDisk: image.rootDisk,
     mac: GUEST_MAC,
+    rtc: opts.rtc ?? true, // a guest without one waits out RTC timeouts at boot (qemu-args.ts DeviceLayout)
   };
   const cmdline = kernelCmdline(facts.accel.accel, [], {
     tuned: opts.kernelTuning ?? true,
+    ...(opts.skipCryptoSelfTests ? { skipCryptoSelfTests: true } : {}),
     ...(facts.tsc ? { tscKhz: facts.tsc.khz } : {}),
   });
 

@@ -84,7 +84,8 @@ function validateMeta(meta: unknown, tag: string, path: string): SnapshotMeta {
     !Number.isInteger(l.memMiB) ||
     !Number.isInteger(l.vcpus) ||
     typeof l.rootDisk !== 'boolean' ||
-    typeof l.mac !== 'string'
+    typeof l.mac !== 'string' ||
+    (l.rtc !== undefined && typeof l.rtc !== 'boolean')
   ) {
     throw bad('has no valid device layout');
   }

@@ -107,7 +107,8 @@ export async function prepareStaged(dir: string, item: InstallItem): Promise<voi
     l.memMiB !== p.memMiB ||
     l.vcpus !== p.vcpus ||
     l.rootDisk !== p.rootDisk ||
-    l.mac !== p.mac
+    l.mac !== p.mac ||
+    (l.rtc ?? false) !== (p.rtc ?? false)
   )
     throw differs('the device layout');
   if (meta.parentTag !== packed.parentTag) throw differs('parentTag');

@@ -123,7 +123,8 @@ function parseSnapshot(o: Record<string, unknown>, tag: string): PackedSnapshot 
     !Number.isInteger(l.memMiB) ||
     !Number.isInteger(l.vcpus) ||
     typeof l.rootDisk !== 'boolean' ||
-    typeof l.mac !== 'string'
+    typeof l.mac !== 'string' ||
+    (l.rtc !== undefined && typeof l.rtc !== 'boolean')
   )
     throw bad(`snapshot ${tag} has no valid device layout`);
   const files = object(o.files, `snapshot ${tag} files`);
@@ -153,6 +154,7 @@ function parseSnapshot(o: Record<string, unknown>, tag: string): PackedSnapshot 
       vcpus: l.vcpus as number,
       rootDisk: l.rootDisk,
       mac: l.mac,
+      ...(l.rtc === true ? { rtc: true } : {}),
     },
     imageId: str(o.imageId, `snapshot ${tag} imageId`),
     files: out,

@@ -563,7 +563,8 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
       const infoTable = await cli(['snapshot', 'info', tag]);
       assert.match(infoTable.stdout, /^status:\s+ready$/m);
       const t2 = uniqueTag('it-sdk-cli');
-      const cr = await cli(['snapshot', 'create', '--tag', t2, '--image', 'numpy']);
+      // The lean default image: this checks the CLI's create through the daemon, not an image.
+      const cr = await cli(['snapshot', 'create', '--tag', t2, '--image', 'default', '--mem-mib', '256']);
       assert.equal(cr.code, 0, cr.stderr);
       assert.equal(cr.stdout, `${t2} ready\n`);
       const rmr = await cli(['snapshot', 'rm', t2]);

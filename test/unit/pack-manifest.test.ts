@@ -130,3 +130,15 @@ test('entry policy: only declared regular files, once, of the declared size', ()
     'snapshots/good/vmlinux',
   ]);
 });
+
+test("a layout's rtc is kept when true, absent stays absent, anything but a boolean is refused", () => {
+  const withRtc = fresh();
+  withRtc.snapshots[0]!.layout.rtc = true;
+  assert.equal(parse(withRtc).snapshots[0]!.layout.rtc, true);
+  assert.equal(parse(fresh()).snapshots[0]!.layout.rtc, undefined);
+  for (const bad of ['on', 1, null]) {
+    const m = fresh() as unknown as { snapshots: { layout: Record<string, unknown> }[] };
+    m.snapshots[0]!.layout.rtc = bad;
+    assert.throws(() => parse(m), corrupt(/no valid device layout/), JSON.stringify(bad));
+  }
+});

@@ -49,6 +49,13 @@ test('child: private CoW mapping, incoming defer, same devices as the parent', (
   assert.deepEqual(after(child, '-accel'), ['tcg,thread=multi,tb-size=16']);
 });
 
+test('the RTC follows the layout: on for new snapshots, off for those recorded without one', () => {
+  assert.match(after(qemuArgs(spec({ layout: { ...spec().layout, rtc: true } })), '-M')[0]!, /,rtc=on,/);
+  // A snapshot.json from before the field existed: its children keep the parent's machine.
+  assert.match(after(qemuArgs(spec()), '-M')[0]!, /,rtc=off,/);
+  assert.match(after(qemuArgs(spec({ layout: { ...spec().layout, rtc: false } })), '-M')[0]!, /,rtc=off,/);
+});
+
 test('QEMU >= 8.2 child maps memory read-only but private', () => {
   const child = qemuArgs(spec({ memShare: false, memReadonlyPrivate: true, incoming: true }));
   assert.match(after(child, '-object')[0]!, /share=off,readonly=on,rom=off$/);
