@@ -6,7 +6,7 @@
 #   - better-sqlite3's native addon (built for Node 20's ABI in node_modules) is rebuilt from
 #     the sources its package ships, against those headers (node-gyp --nodedir: no header
 #     download, no prebuilt binary from elsewhere), in a copy;
-#   - a scratch tree holds a copy of dist/, docs/, src/, test/, packages/ and the lint config, and a
+#   - a scratch tree holds a copy of dist/, docs/, src/, test/, packages/, README.md and the lint config, and a
 #     node_modules whose entries are links to ours except that copy of better-sqlite3.
 # Then it runs the unit suite, the daemon suites that boot no guest (a short fuzz profile) and
 # the fork suite, which boots real guests.
@@ -50,9 +50,9 @@ if ! "$node24" -e "require('$addon')(':memory:').close()" 2>/dev/null; then
   "$node24" -e "require('$addon')(':memory:').close()"
 fi
 
-echo "== node24: copy of dist/, docs/, src/, test/, packages/ (the SDK, packed by its test) and the lint config (the layer test lints fixtures)"
+echo "== node24: copy of dist/, docs/, src/, test/, packages/ (the SDK, packed by its test), README.md and the lint config (the layer test lints fixtures)"
 rm -rf "$tree/dist" "$tree/docs" "$tree/src" "$tree/test" "$tree/packages"
-cp -r "$repo/dist" "$repo/docs" "$repo/src" "$repo/test" "$repo/packages" "$repo/package.json" "$repo/eslint.config.js" "$repo/tsconfig.json" "$tree/"
+cp -r "$repo/dist" "$repo/docs" "$repo/src" "$repo/test" "$repo/packages" "$repo/package.json" "$repo/README.md" "$repo/eslint.config.js" "$repo/tsconfig.json" "$tree/" # README.md: the SDK package test checks the size it states
 mkdir -p "$tree/scripts" && cp "$repo/scripts/eslint-explained-ignore.mjs" "$tree/scripts/" # the lint config imports its local rule
 
 cd "$tree"
