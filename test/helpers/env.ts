@@ -73,13 +73,15 @@ export async function eachLimited<T>(
   if (errors.length > 0) throw errors[0];
 }
 
-export function runCli(
+/** Run a Node script as its own process (env on top of this one's), collecting its output. */
+export function runNode(
+  script: string,
   args: string[],
   opts: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, FORKD_DATA_DIR: TEST_DATA_DIR, ...opts.env },
+    const child = spawn(process.execPath, [script, ...args], {
+      env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -93,4 +95,12 @@ export function runCli(
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** The built `forkd` CLI, on the test data dir unless `env` says otherwise. */
+export function runCli(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return runNode(CLI, args, { ...opts, env: { FORKD_DATA_DIR: TEST_DATA_DIR, ...opts.env } });
 }

@@ -7,7 +7,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -24,7 +23,7 @@ import {
 } from 'e2b';
 import { findLeaks, ourQemuProcesses } from '../helpers/leaks.js';
 import { api, controllerDataDir, daemonArgs, startDaemon, type DaemonProcess } from '../helpers/controller.js';
-import { uniqueTag } from '../helpers/env.js';
+import { runNode, uniqueTag } from '../helpers/env.js';
 
 const TOKEN = randomBytes(24).toString('hex');
 const MAX_ACTIVE = 4;
@@ -39,28 +38,6 @@ async function rejectsAs<T extends Error>(p: Promise<unknown>, cls: new (...a: n
     return err;
   }
   assert.fail(`expected ${cls.name}`);
-}
-
-function runNode(
-  file: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 describe('the e2b SDK against forkd --e2b-bind', () => {
@@ -444,11 +421,8 @@ describe('the e2b SDK against forkd --e2b-bind', () => {
   });
 
   test('examples/e2b-compat.ts: unmodified E2B code, only E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY set', async () => {
-    const r = await runNode(join(EXAMPLES, 'e2b-compat.js'), {
-      E2B_API_URL: e2bUrl,
-      E2B_SANDBOX_URL: e2bUrl,
-      E2B_API_KEY: TOKEN,
-      E2B_TEMPLATE: tag,
+    const r = await runNode(join(EXAMPLES, 'e2b-compat.js'), [], {
+      env: { E2B_API_URL: e2bUrl, E2B_SANDBOX_URL: e2bUrl, E2B_API_KEY: TOKEN, E2B_TEMPLATE: tag },
     });
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as Record<string, unknown>;

@@ -5,7 +5,6 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { spawn } from 'node:child_process';
 import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -16,7 +15,7 @@ import { callMcpTool } from '../helpers/mcp.js';
 import { CommandExitError, Controller, ForkdApiError, isForkdApiError, Sandbox } from 'forkd';
 import { findLeaks, ourQemuProcesses } from '../helpers/leaks.js';
 import { controllerDataDir, daemonArgs, startDaemon, type DaemonProcess } from '../helpers/controller.js';
-import { CLI, ensureImage, runCli, TEST_DATA_DIR, uniqueTag } from '../helpers/env.js';
+import { CLI, ensureImage, runCli, runNode, TEST_DATA_DIR, uniqueTag } from '../helpers/env.js';
 
 const TOKEN = randomBytes(24).toString('hex');
 const HOSTILE = 'a;b|c$(d)`e` &&f\'g"h\\i*?~<>\n';
@@ -32,28 +31,6 @@ async function rejectsWith(p: Promise<unknown>, code: string, status?: number): 
     return err;
   }
   assert.fail(`expected a ${code} error`);
-}
-
-function runNode(
-  file: string,
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [file], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 600_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
@@ -676,7 +653,10 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
 
   describe('examples', () => {
     test('examples/fan-out.ts: 10 sandboxes compute and gather', async () => {
-      const r = await runNode(join(EXAMPLES, 'fan-out.js'), { ...env, FORKD_SNAPSHOT: tag });
+      const r = await runNode(join(EXAMPLES, 'fan-out.js'), [], {
+        env: { ...env, FORKD_SNAPSHOT: tag },
+        timeoutMs: 600_000,
+      });
       assert.equal(r.code, 0, r.stderr);
       const out = JSON.parse(r.stdout) as { children: number; ok: boolean };
       assert.deepEqual([out.children, out.ok], [10, true]);
@@ -691,7 +671,10 @@ describe('SDK, CLI daemon mode and MCP against a real daemon', () => {
         t.skip('this daemon has no BRANCH route yet (the BRANCH issue adds it): the example is compiled, not run');
         return;
       }
-      const r = await runNode(join(EXAMPLES, 'branch-explore.js'), { ...env, FORKD_SNAPSHOT: tag });
+      const r = await runNode(join(EXAMPLES, 'branch-explore.js'), [], {
+        env: { ...env, FORKD_SNAPSHOT: tag },
+        timeoutMs: 600_000,
+      });
       assert.equal(r.code, 0, r.stderr);
       const out = JSON.parse(r.stdout) as { tried: unknown[]; kept: { score: number } };
       assert.equal(out.tried.length, 3);
