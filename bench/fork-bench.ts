@@ -38,15 +38,8 @@ export interface ForkRow {
   wallRunsMs?: number[];
 }
 
-/** N=50 with a given number of restores in flight. */
-export interface WindowRow {
-  window: number;
-  ready: number;
-  wallMs: number;
-  p50Ms: number;
-  cpuPerChildMs: number;
-  wallRunsMs: number[] | undefined;
-}
+/** N=50 with a given number of restores in flight (the median of its runs). */
+export type WindowRow = ForkRow & { window: number };
 
 export interface ExecRow {
   /** The first `true` in a just-forked child. */
@@ -84,7 +77,6 @@ export interface ForkBenchResult {
 }
 
 const MiB = 1024 * 1024;
-/** The command `forkd quickstart` runs in each child. */
 /** The command the quickstart ran until 2026-12-02: five processes and two subshells per child. */
 export const QUICKSTART_EXEC_BEFORE =
   'echo "hello from $(hostname): $(head -c 6 /dev/urandom | od -An -tx1 | tr -d " ")"';
@@ -224,17 +216,7 @@ export async function forkBench(
     for (const window of round % 2 === 0 ? opts.windows : [...opts.windows].reverse())
       byWindow.get(window)?.push(await measureFork(core, { tag: opts.tag, n: 50, concurrency: window, log: opts.log }));
   }
-  const windowRows: WindowRow[] = [...byWindow].map(([window, runs]) => {
-    const r = medianByWall(runs);
-    return {
-      window,
-      wallMs: r.wallMs,
-      p50Ms: r.p50Ms,
-      cpuPerChildMs: r.cpuPerChildMs,
-      ready: r.ready,
-      wallRunsMs: r.wallRunsMs,
-    };
-  });
+  const windowRows: WindowRow[] = [...byWindow].map(([window, runs]) => ({ window, ...medianByWall(runs) }));
 
   // exec `true`: the first in each of 5 just-forked children, then 30 more in one of them.
   const execChildren = await forkChildren(core, { tag: opts.tag, n: 5, readyTimeoutMs: 120_000 });
@@ -265,14 +247,8 @@ export async function forkBench(
       opts.log(`quickstart step (${which}): ${run.wallMs.toFixed(0)} ms`);
     }
   }
-  const medianRun = (xs: QuickstartRun[]): QuickstartRun => {
-    const sorted = [...xs].sort((x, y) => x.wallMs - y.wallMs);
-    const m = sorted[Math.floor(sorted.length / 2)];
-    if (!m) throw new Error('no quickstart run');
-    return m;
-  };
-  const quickstart = medianRun(qsRuns.now);
-  const quickstartBefore = medianRun(qsRuns.before);
+  const quickstart = medianByWallMs(qsRuns.now);
+  const quickstartBefore = medianByWallMs(qsRuns.before);
 
   let pythonEval: ForkBenchResult['pythonEval'];
   if (opts.python) {
@@ -353,12 +329,16 @@ function forkRowsTable(rows: ForkRow[], parked = false): string[] {
   ];
 }
 
-/** Of repeated runs, the one with the median wall time, carrying every run's wall time. */
+/** Of repeated runs (an odd number), the one with the median wall time. */
+function medianByWallMs<T extends { wallMs: number }>(runs: readonly T[]): T {
+  const median = [...runs].sort((a, b) => a.wallMs - b.wallMs)[Math.floor(runs.length / 2)];
+  if (!median) throw new Error('no run to take the median of');
+  return median;
+}
+
+/** The median fork run, carrying every run's wall time. */
 function medianByWall(runs: ForkRow[]): ForkRow {
-  const sorted = [...runs].sort((a, b) => a.wallMs - b.wallMs);
-  const median = sorted[Math.floor(sorted.length / 2)];
-  if (!median) throw new Error('no fork run');
-  return { ...median, wallRunsMs: runs.map((r) => r.wallMs) };
+  return { ...medianByWallMs(runs), wallRunsMs: runs.map((r) => r.wallMs) };
 }
 
 /** One row per N: the median run of those repeated. */

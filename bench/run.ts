@@ -100,7 +100,7 @@ async function main(): Promise<void> {
         machine: { date: string };
       };
       const before = { date: previous.machine.date, rows: previous.rows, speedupN1: previous.speedupN1 };
-      // This bench's last committed run, read before it is overwritten.
+      // This bench's previous run (bench/results/fork.json as it is on disk), read before it is overwritten.
       const lastRun = await readFile(`${RESULTS}fork.json`, 'utf8')
         .then((text) => JSON.parse(text) as ForkBenchResult & { machine: { date: string } })
         .then((l) => ({ date: l.machine.date, rows: l.rows, speedupN1: l.speedupN1 }))

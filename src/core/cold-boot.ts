@@ -5,22 +5,12 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { TeardownStack } from '../lib/teardown.js';
 import { readImageManifest } from '../image/manifest.js';
-import { GUEST_MAC } from '../image/guest-init.js';
-import { kernelCmdline } from '../vmm/qemu-args.js';
 import type { CoreContext } from './context.js';
-import { bootFromImage } from './parent-boot.js';
+import { bootFromImage, type ParentShape } from './parent-boot.js';
 
 export async function coldBoot(
   ctx: CoreContext,
-  opts: {
-    image: string;
-    memMiB: number;
-    vcpus: number;
-    bootTimeoutMs: number;
-    /** Bench knobs: the machine's RTC (default on, as snapshots have it); skipping the kernel's crypto self-tests. */
-    rtc?: boolean;
-    skipCryptoSelfTests?: boolean;
-  },
+  opts: Omit<ParentShape, 'kernelTuning'> & { image: string; bootTimeoutMs: number },
 ): Promise<{ readyMs: number }> {
   const image = await readImageManifest(ctx.config.dataDir, opts.image);
   await mkdir(ctx.paths.snapshotsDir, { recursive: true });
@@ -32,18 +22,7 @@ export async function coldBoot(
     const t0 = performance.now();
     await bootFromImage(ctx, {
       image,
-      layout: {
-        machine: 'microvm',
-        memMiB: opts.memMiB,
-        vcpus: opts.vcpus,
-        rootDisk: image.rootDisk,
-        mac: GUEST_MAC,
-        rtc: opts.rtc ?? true,
-      },
-      kernelCmdline: kernelCmdline(ctx.facts.accel.accel, [], {
-        ...(ctx.facts.tsc ? { tscKhz: ctx.facts.tsc.khz } : {}),
-        ...(opts.skipCryptoSelfTests ? { skipCryptoSelfTests: true } : {}),
-      }),
+      shape: opts,
       dir,
       bootTimeoutMs: opts.bootTimeoutMs,
       teardown,

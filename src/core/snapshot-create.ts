@@ -12,22 +12,19 @@ import { MEM_MIB_RANGE, VCPU_RANGE } from '../lib/contract.js';
 import { TeardownStack } from '../lib/teardown.js';
 import { FORKD_VERSION } from '../lib/version.js';
 import { readImageManifest } from '../image/manifest.js';
-import { GUEST_MAC } from '../image/guest-init.js';
-import { kernelCmdline, type DeviceLayout } from '../vmm/qemu-args.js';
 import type { CoreContext } from './context.js';
 import { qemuVersionString } from './host-facts.js';
 import { RUN_FILES, SNAPSHOT_FILES } from './paths.js';
 import { removeRunDir } from './run-dir.js';
 import { SNAPSHOT_FORMAT_VERSION, type SnapshotMeta } from './snapshot-meta.js';
 import { AGENT_PROTOCOL_VERSION } from '../lib/version.js';
-import { bootFromImage } from './parent-boot.js';
+import { bootFromImage, type ParentShape } from './parent-boot.js';
 import { publishSnapshot } from './snapshot-publish.js';
 
-export interface CreateSnapshotOptions {
+/** memMiB, vcpus and the bench knobs (rtc, kernelTuning, skipCryptoSelfTests) are the parent's ParentShape. */
+export interface CreateSnapshotOptions extends ParentShape {
   tag: string;
   image: string;
-  memMiB: number;
-  vcpus: number;
   warmup: string[];
   /** Python modules to pre-import in the warm worker; default: the image's list. */
   pythonPreload?: string[];
@@ -35,12 +32,6 @@ export interface CreateSnapshotOptions {
   bootTimeoutMs: number;
   /** Timeout for each warm-up command. */
   warmupTimeoutMs?: number;
-  /** The TCG guest-kernel tuning (TCG_CHILD_TUNING); default on. Off only to measure it (bench). */
-  kernelTuning?: boolean;
-  /** An RTC in the machine (DeviceLayout.rtc); default on. Off only to measure it (bench). */
-  rtc?: boolean;
-  /** Skip the guest kernel's crypto self-tests at boot (kernelCmdline); only to measure it (bench). */
-  skipCryptoSelfTests?: boolean;
   onProgress?: (msg: string) => void;
 }
 
@@ -66,19 +57,6 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
     );
   }
   const { facts } = ctx;
-  const layout: DeviceLayout = {
-    machine: 'microvm',
-    memMiB: opts.memMiB,
-    vcpus: opts.vcpus,
-    rootDisk: image.rootDisk,
-    mac: GUEST_MAC,
-    rtc: opts.rtc ?? true, // a guest without one waits out RTC timeouts at boot (qemu-args.ts DeviceLayout)
-  };
-  const cmdline = kernelCmdline(facts.accel.accel, [], {
-    tuned: opts.kernelTuning ?? true,
-    ...(opts.skipCryptoSelfTests ? { skipCryptoSelfTests: true } : {}),
-    ...(facts.tsc ? { tscKhz: facts.tsc.khz } : {}),
-  });
 
   const teardown = new TeardownStack();
   await mkdir(ctx.paths.snapshotsDir, { recursive: true, mode: 0o755 });
@@ -88,14 +66,13 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
   try {
     const booted = await bootFromImage(ctx, {
       image,
-      layout,
-      kernelCmdline: cmdline,
+      shape: opts,
       dir: staging,
       bootTimeoutMs: opts.bootTimeoutMs,
       teardown,
       onProgress: progress,
     });
-    const { vm, agent, runId: id, imageFiles } = booted;
+    const { vm, agent, runId: id, imageFiles, layout, kernelCmdline } = booted;
     const vmstatePath = join(staging, SNAPSHOT_FILES.vmstate);
     progress('parent ready; running warm-up');
     for (const cmd of opts.warmup) {
@@ -135,7 +112,7 @@ export async function createSnapshot(ctx: CoreContext, opts: CreateSnapshotOptio
         qemuVersion: qemuVersionString(facts.qemu),
         accel: facts.accel.accel,
         layout,
-        kernelCmdline: cmdline,
+        kernelCmdline,
         image: { name: image.name, id: image.id, hasPython: image.hasPython, pythonPreload },
         files: {},
         warmup: opts.warmup,

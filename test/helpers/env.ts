@@ -9,6 +9,7 @@ import { createLogger } from '../../src/lib/log.js';
 import { createCoreContext, type CoreContext } from '../../src/core/context.js';
 import { buildImage } from '../../src/image/build.js';
 import type { ImageManifest } from '../../src/image/manifest.js';
+import { mapWithConcurrency } from '../../src/core/fork.js';
 
 export const TEST_DATA_DIR = process.env.FORKD_TEST_DATA_DIR ?? '/var/lib/forkd-test';
 export const CLI = fileURLToPath(new URL('../../src/bin/forkd.js', import.meta.url));
@@ -61,16 +62,9 @@ export async function eachLimited<T>(
   limit: number,
   fn: (item: T) => Promise<void>,
 ): Promise<void> {
-  let next = 0;
-  const errors: unknown[] = [];
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item).catch((err: unknown) => void errors.push(err));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (errors.length > 0) throw errors[0];
+  const settled = await mapWithConcurrency(items.length, limit, (i) => fn(items[i] as T));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /** Run a Node script as its own process (env on top of this one's), collecting its output. */

@@ -52,11 +52,11 @@ test('the SDK package holds the compiled SDK and its README, and declares no dep
     'nothing of the daemon, MCP server, tests or source maps',
   );
   // Both READMEs state the size; keep them honest within 20 %.
+  const near = (kb: number, bytes: number): boolean => Math.abs(kb * 1000 - bytes) <= bytes * 0.2;
   for (const file of [join(SDK_DIR, 'README.md'), join(ROOT, 'README.md')]) {
     const readme = await readFile(file, 'utf8');
     const stated = /packed (\d+) kB, (\d+) kB unpacked/.exec(readme);
     assert.ok(stated, `${file} states "packed N kB, M kB unpacked"`);
-    const near = (kb: number, bytes: number): boolean => Math.abs(kb * 1000 - bytes) <= bytes * 0.2;
     assert.ok(near(Number(stated[1]), info.size), `packed ${info.size} B, ${file} says ${stated[1]} kB`);
     assert.ok(
       near(Number(stated[2]), info.unpackedSize),
