@@ -111,7 +111,11 @@ describe('parked VMMs: spawns that only restore', () => {
     for (const s of list) assert.equal((await call('DELETE', `/v1/sandboxes/${s.id}`)).status, 204);
     const del = await call('DELETE', `/v1/snapshots/${tag}`);
     assert.equal(del.status, 200, `parked VMMs do not hold a snapshot in use: ${del.text}`);
-    for (let i = 0; i < 40 && (await ourQemuProcesses(dataDir)).length > 0; i++) await sleep(250);
+    // Given up in the background (the delete does not wait for it): each QEMU is killed, then
+    // its run dir removed, so wait for both, not just for the processes (CI once saw the gap).
+    const gone = async (): Promise<boolean> =>
+      (await ourQemuProcesses(dataDir)).length === 0 && (await parkedRunDirs()).length === 0;
+    for (let i = 0; i < 40 && !(await gone()); i++) await sleep(250);
     assert.deepEqual(await ourQemuProcesses(dataDir), []);
     assert.deepEqual(await parkedRunDirs(), []);
   });
