@@ -75,6 +75,20 @@ const pidParam = { name: 'pid', in: 'path', required: true, schema: str({ patter
 const ptySide = int(1, MAX_PTY_DIMENSION);
 const base64 = (maxBytes: number): Schema =>
   str({ maxLength: Math.ceil(maxBytes / 3) * 4, pattern: '^[A-Za-z0-9+/]*={0,2}$', contentEncoding: 'base64' });
+/** A POST to one interactive process that answers 204: input, close-input, signal, resize. */
+const processAction = (
+  operationId: string,
+  body: string,
+  opts: { description?: string; bodyOptional?: boolean } = {},
+): Schema => ({
+  parameters: [idParam, pidParam],
+  post: {
+    operationId,
+    ...(opts.description === undefined ? {} : { description: opts.description }),
+    requestBody: { required: opts.bodyOptional !== true, ...json(ref(body)) },
+    responses: { '204': noContent, ...errors },
+  },
+});
 const ndjson = (description: string, line: string): Schema => ({
   description,
   content: { 'application/x-ndjson': { schema: ref(line) } },
@@ -657,40 +671,15 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': ndjson('NDJSON: its events from now on, then end', 'ProcessEventLine'), ...errors },
       },
     },
-    '/v1/sandboxes/{id}/processes/{pid}/input': {
-      parameters: [idParam, pidParam],
-      post: {
-        operationId: 'processInput',
-        description: 'Bytes for its stdin or terminal, in order; answers once the guest took them (back-pressure).',
-        requestBody: { required: true, ...json(ref('ProcessInput')) },
-        responses: { '204': noContent, ...errors },
-      },
-    },
-    '/v1/sandboxes/{id}/processes/{pid}/close-input': {
-      parameters: [idParam, pidParam],
-      post: {
-        operationId: 'closeProcessInput',
-        description: 'End of input (a terminal gets ^D).',
-        requestBody: { required: false, ...json(ref('Empty')) },
-        responses: { '204': noContent, ...errors },
-      },
-    },
-    '/v1/sandboxes/{id}/processes/{pid}/signal': {
-      parameters: [idParam, pidParam],
-      post: {
-        operationId: 'signalProcess',
-        requestBody: { required: true, ...json(ref('ProcessSignal')) },
-        responses: { '204': noContent, ...errors },
-      },
-    },
-    '/v1/sandboxes/{id}/processes/{pid}/resize': {
-      parameters: [idParam, pidParam],
-      post: {
-        operationId: 'resizeProcess',
-        requestBody: { required: true, ...json(ref('ProcessResize')) },
-        responses: { '204': noContent, ...errors },
-      },
-    },
+    '/v1/sandboxes/{id}/processes/{pid}/input': processAction('processInput', 'ProcessInput', {
+      description: 'Bytes for its stdin or terminal, in order; answers once the guest took them (back-pressure).',
+    }),
+    '/v1/sandboxes/{id}/processes/{pid}/close-input': processAction('closeProcessInput', 'Empty', {
+      bodyOptional: true,
+      description: 'End of input (a terminal gets ^D).',
+    }),
+    '/v1/sandboxes/{id}/processes/{pid}/signal': processAction('signalProcess', 'ProcessSignal'),
+    '/v1/sandboxes/{id}/processes/{pid}/resize': processAction('resizeProcess', 'ProcessResize'),
     '/v1/sandboxes/{id}/eval': {
       parameters: [idParam],
       post: {

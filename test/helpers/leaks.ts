@@ -32,14 +32,40 @@ async function list(dir: string): Promise<string[]> {
   }
 }
 
-export async function findLeaks(dataDir = TEST_DATA_DIR): Promise<string[]> {
+/**
+ * A daemon's or doctor's start-up probe namespace (`forkd-probe-<pid>`, `forkd-capprobe-<pid>`)
+ * is a leak once its process is gone; while it lives, the probe is under way (the host lane of
+ * scripts/run-tests.mjs starts daemons while guest suites run their leak checks).
+ */
+export function deadProbe(ns: string): boolean {
+  const pid = /^forkd-(?:cap)?probe-(\d+)$/.exec(ns)?.[1];
+  if (pid === undefined) return false;
+  try {
+    process.kill(Number(pid), 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+/**
+ * `dataDirOnly`: only what lives under `dataDir` (its QEMUs, run, staging and build dirs), for
+ * suites of the host lane (scripts/run-tests.mjs), which boot no guest and so can make nothing
+ * host-wide, while a guest suite beside them may own namespaces and cgroups of its own.
+ */
+/** Probe namespaces whose process is gone: each was left behind. */
+export async function leakedProbeNamespaces(): Promise<string[]> {
+  return (await list('/run/netns')).filter(deadProbe);
+}
+
+export async function findLeaks(dataDir = TEST_DATA_DIR, opts: { dataDirOnly?: boolean } = {}): Promise<string[]> {
   const leaks: string[] = [];
   for (const p of await ourQemuProcesses(dataDir)) leaks.push(`qemu process ${p.pid}: ${p.cmdline}`);
   for (const d of await list(join(dataDir, 'run'))) leaks.push(`run dir ${join(dataDir, 'run', d)}`);
   for (const d of await list(join(dataDir, 'snapshots'))) if (d.startsWith('.')) leaks.push(`staging/trash dir ${d}`);
   for (const d of await list(join(dataDir, 'images'))) if (d.startsWith('.')) leaks.push(`image build dir ${d}`);
-  for (const ns of await list('/run/netns'))
-    if (ns.startsWith('fk-') || ns.startsWith('forkd-probe-')) leaks.push(`netns ${ns}`);
+  if (opts.dataDirOnly === true) return leaks;
+  for (const ns of await list('/run/netns')) if (ns.startsWith('fk-') || deadProbe(ns)) leaks.push(`netns ${ns}`);
   for (const ctl of ['memory', 'cpu', 'pids', 'unified', '']) {
     for (const cg of await list(join('/sys/fs/cgroup', ctl, 'forkd')))
       if (cg.startsWith('sb-')) leaks.push(`cgroup ${ctl}/forkd/${cg}`);

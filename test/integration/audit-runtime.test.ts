@@ -1,6 +1,7 @@
 // The audit log failing while the daemon runs (no guests): the documented choice is to fail
 // closed (docs/SECURITY.md). The audit log is a FIFO read by `cat`; killing the reader makes
 // every write fail with EPIPE, a new reader plus SIGHUP makes the log writable again.
+// test-lane: host (no guest, nothing host-wide: scripts/run-tests.mjs runs it beside the guest suites)
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';

@@ -1,5 +1,6 @@
 // The one tag rule at every CLI surface that takes a tag or a name: each hostile value exits 2
 // with a clear message and touches nothing on disk.
+// test-lane: host (no guest, nothing host-wide: scripts/run-tests.mjs runs it beside the guest suites)
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';

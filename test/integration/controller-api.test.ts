@@ -476,7 +476,10 @@ describe('forkd-controller: auth, hostile input, limits, audit, metrics', () => 
           if (d.startsWith('sb-')) out.push(`${ctl}/${d}`);
       return out;
     };
-    const netnsBefore = await readdir('/run/netns').catch(() => [] as string[]);
+    // Sandbox namespaces only: a daemon of the host lane may hold its start-up probe meanwhile.
+    const sandboxNetns = async (): Promise<string[]> =>
+      (await readdir('/run/netns').catch(() => [] as string[])).filter((n) => n.startsWith('fk-'));
+    const netnsBefore = await sandboxNetns();
     const cgroupsBefore = await cgroupDirs();
     // A tag that does not exist: validation must answer before the 404 would.
     const netns = { snapshot_tag: 'no-such-tag', per_child_netns: true };
@@ -518,7 +521,7 @@ describe('forkd-controller: auth, hostile input, limits, audit, metrics', () => 
     assert.equal(fine.status, 404, fine.text);
     const list = await api(base, 'GET', '/v1/sandboxes', { token: TOKEN });
     assert.deepEqual((list.json as { sandboxes: unknown[] }).sandboxes, [], 'no sandbox row was created');
-    assert.deepEqual(await readdir('/run/netns').catch(() => [] as string[]), netnsBefore, 'no namespace');
+    assert.deepEqual(await sandboxNetns(), netnsBefore, 'no namespace');
     assert.deepEqual(await cgroupDirs(), cgroupsBefore, 'no cgroup');
   });
 

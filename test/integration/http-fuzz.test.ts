@@ -6,6 +6,7 @@
 // Short profile (npm test): FORKD_FUZZ_RUNS unset = 2000 requests. Long profile
 // (npm run test:reliability): FORKD_FUZZ_RUNS=100000. FORKD_FUZZ_SEED replays a run;
 // FORKD_FUZZ_RESULTS=FILE writes the figures as JSON.
+// test-lane: host (no guest, nothing host-wide: scripts/run-tests.mjs runs it beside the guest suites)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';

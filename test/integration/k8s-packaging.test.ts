@@ -4,6 +4,7 @@
 // device-plugin resource with only added NET_ADMIN/SYS_ADMIN, not privileged, in kvm; probes on
 // /healthz; dedicated pool), and the shipped Secret's token is refused by the daemon. The
 // Containerfile installs the packages `forkd setup` installs.
+// test-lane: host (no guest, nothing host-wide: scripts/run-tests.mjs runs it beside the guest suites)
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

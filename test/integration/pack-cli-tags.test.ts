@@ -1,5 +1,6 @@
 // The hostile-tag corpus at the pack commands' tag surfaces (cli-tags.test.ts covers the
 // others): each refused with exit 2 and one line, before any file or URL is touched.
+// test-lane: host (no guest, nothing host-wide: scripts/run-tests.mjs runs it beside the guest suites)
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';

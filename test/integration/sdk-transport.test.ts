@@ -1,6 +1,7 @@
 // The SDK's transport against the real daemon process without guests: https with the
 // daemon's self-signed certificate as CA (and refused without it), a unix: socket, and the
 // CLI's --ca flag. Ends with the leak check.
+// test-lane: host (no guest, nothing host-wide: scripts/run-tests.mjs runs it beside the guest suites)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -10,11 +11,6 @@ import { controllerDataDir, daemonArgs, selfSigned, startDaemon, type DaemonProc
 import { runCli } from '../helpers/env.js';
 import { findLeaks } from '../helpers/leaks.js';
 
-// This suite starts no guest. The host-wide bridge, its nftables table and address claims
-// belong to the isolation suites that may run at the same time on this shared host; the
-// zz-leaks suite checks them after a full run.
-const ownedBySuite = (l: string): boolean =>
-  !/^(nftables table inet forkd|link forkd-br0|bridge address claim)/.test(l);
 const TOKEN = 'c4e2a9f17d3b05e6a8c1f2d4b7e9a0c3';
 
 describe('SDK transport: TLS with a CA, unix socket', () => {
@@ -43,7 +39,7 @@ describe('SDK transport: TLS with a CA, unix socket', () => {
   after(async () => {
     await tls?.stop();
     await unix?.stop();
-    assert.deepEqual((await findLeaks(dataDir)).filter(ownedBySuite), []);
+    assert.deepEqual(await findLeaks(dataDir, { dataDirOnly: true }), []); // no guest: nothing host-wide to leak
     await rm(root, { recursive: true, force: true });
     if (uRoot) await rm(uRoot, { recursive: true, force: true });
   });

@@ -2,6 +2,7 @@
 // (forkd doctor, the CLI and the daemon refuse it up front with the path and the fix), the
 // state database locked by another daemon or damaged (refused, naming the file, left as it
 // was), and an audit log that cannot be written (refused: the audit log fails closed).
+// test-lane: host (no guest, nothing host-wide: scripts/run-tests.mjs runs it beside the guest suites)
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';

@@ -118,18 +118,33 @@ async function create(core: ControlCore, call: ControlCall): Promise<ControlRepl
   const metadata = optStringMap(b, 'metadata', METADATA_LIMITS.entries);
   const env = optStringMap(b, 'envVars') ?? {};
   const internet = optBool(b, 'allow_internet_access');
-  const [row] = await core.sandboxes.create({
+  const [row] = await spawn(core, call, b, {
     snapshotTag: tag,
     n: 1,
-    ttlSecs: timeoutSecs(b) ?? DEFAULT_TIMEOUT_SECS,
     metadata,
     // E2B's internet access is a namespace of the sandbox's own with egress allowed.
     ...(internet ? { perChildNetns: true, egress: 'allow' } : {}),
-    requestId: call.requestId,
   });
   if (!row || row.state !== 'running')
     throw new E2bHttpError(500, `sandbox of ${tag} did not start: ${row?.reason ?? 'unknown reason'}`);
-  return { status: 201, json: sandboxJson(row, core.access.issue(row.id, env)) };
+  return { status: 201, json: startedJson(core, row, env) };
+}
+
+type SpawnSpec = Omit<Parameters<SandboxManager['create']>[0], 'ttlSecs' | 'requestId'>;
+
+/** Create and fork spawn alike: the body's `timeout` is the lifetime, E2B's default when absent. */
+function spawn(
+  core: ControlCore,
+  call: ControlCall,
+  b: Record<string, unknown>,
+  spec: SpawnSpec,
+): Promise<SandboxRow[]> {
+  return core.sandboxes.create({ ...spec, ttlSecs: timeoutSecs(b) ?? DEFAULT_TIMEOUT_SECS, requestId: call.requestId });
+}
+
+/** A sandbox just started, as E2B answers it: with a new access token that carries `env`. */
+function startedJson(core: ControlCore, row: SandboxRow, env: Record<string, string>): Record<string, unknown> {
+  return sandboxJson(row, core.access.issue(row.id, env));
 }
 
 /** Options of E2B's create that forkd cannot honour: refused, never silently ignored. */
@@ -288,13 +303,7 @@ async function fork(core: ControlCore, call: ControlCall, id: string): Promise<C
   const env = core.access.envOf(source.id);
   let rows: SandboxRow[];
   try {
-    rows = await core.sandboxes.create({
-      snapshotTag: branch.tag,
-      n: count,
-      ttlSecs: timeoutSecs(b) ?? DEFAULT_TIMEOUT_SECS,
-      metadata: source.metadata,
-      requestId: call.requestId,
-    });
+    rows = await spawn(core, call, b, { snapshotTag: branch.tag, n: count, metadata: source.metadata });
   } catch (err) {
     if (!(err instanceof ForkdError)) throw err;
     const code = err.code === 'busy' ? 429 : httpStatusOf(err.code);
@@ -302,7 +311,7 @@ async function fork(core: ControlCore, call: ControlCall, id: string): Promise<C
   }
   const json = rows.map((row) =>
     row.state === 'running'
-      ? { sandbox: sandboxJson(row, core.access.issue(row.id, env)) }
+      ? { sandbox: startedJson(core, row, env) }
       : { error: { code: 500, message: `fork did not start: ${row.reason ?? 'unknown reason'}` } },
   );
   return { status: 201, json };
